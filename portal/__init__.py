@@ -1,0 +1,55 @@
+"""The support portal for the Sage accounting integrations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from portal.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Config | dict | None = None) -> Flask:
+    """Build the portal: config → extensions → blueprints → error pages → CLI.
+
+    `config` may be a Config instance, or a dict of overrides applied on top of the environment's
+    config (tests pass one). Production refuses to start without its secrets (ConfigError).
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    if isinstance(config, Config):
+        settings = config
+    else:
+        settings = load_config((config or {}).get("ENV_NAME"))
+    app.config.from_mapping(settings.as_flask_config())
+    if isinstance(config, dict):
+        app.config.update(config)
+        if "DATABASE_URL" in config:
+            app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+
+    Path(app.instance_path).mkdir(exist_ok=True)
+
+    from portal import extensions, models  # noqa: F401 - models register with the metadata
+
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(
+        app, extensions.db, directory=str(ROOT / "migrations"), render_as_batch=True
+    )
+    extensions.csrf.init_app(app)
+    extensions.htmx.init_app(app)
+    extensions.init_redis(app)
+
+    from portal import auth, web
+
+    auth.init_app(app)
+    web.register(app)
+
+    from portal import cli
+
+    cli.register(app)
+    return app

@@ -1,0 +1,154 @@
+"""Configuration: one class per environment, every setting overridable by a PORTAL_* variable.
+
+`load_config()` reads the environment when it is called (not at import), so the same process can
+build differently configured apps. Development and test run on embedded defaults (SQLite, a local
+Redis, the Sage sandbox); production has no defaults for secrets and refuses to start without them.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot run safely (missing or malformed secrets)."""
+
+
+class Config:
+    """Settings shared by every environment. Each is overridden by PORTAL_<NAME> if set."""
+
+    ENV_NAME = "base"
+    SECRET_KEY: str | None = None
+    # Encrypts Sage tokens at rest and seals job keys; deliberately separate from SECRET_KEY.
+    ENCRYPTION_KEY: str | None = None
+    DATABASE_URL = f"sqlite:///{ROOT / 'instance' / 'portal.db'}"
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    RQ_QUEUE = "portal"
+    PUBLIC_URL = "http://127.0.0.1:5000"
+
+    # Sage Business Cloud Accounting v3.1 (OAuth2). Production defaults are Sage's own hosts.
+    SAGE_AUTH_URL = "https://www.sageone.com/oauth2/auth/central"
+    SAGE_TOKEN_URL = "https://oauth.accounting.sage.com/token"
+    SAGE_REVOKE_URL = "https://oauth.accounting.sage.com/revoke"
+    SAGE_API_URL = "https://api.accounting.sage.com/v3.1"
+    SAGE_CLIENT_ID: str | None = None
+    SAGE_CLIENT_SECRET: str | None = None
+    SAGE_RATE_LIMIT_PER_MINUTE = 100
+
+    # Sage One Accounting AUS, API 2.0.0 (HTTP Basic with the customer's login + the app's key).
+    SAGE_ONE_API_URL = "https://accounting.sageone.com.au/api/2.0.0"
+    SAGE_ONE_API_KEY: str | None = None
+    SAGE_ONE_RATE_LIMIT_PER_MINUTE = 100
+
+    HTTP_TIMEOUT_SECONDS = 15.0
+    SESSION_HOURS = 8
+    PUPPET_SESSION_MINUTES = 60
+    SESSION_COOKIE_SECURE = False
+
+    # Failed sign-ins allowed per window, per account and per address (`limits` notation).
+    LOGIN_FAILURES_PER_ACCOUNT = "5 per 15 minutes"
+    LOGIN_FAILURES_PER_ADDRESS = "30 per 15 minutes"
+
+    # scrypt cost for wrapping the per-user private key (2**15: 32 MiB and ~100 ms per login).
+    KEY_SCRYPT_N = 2**15
+    # How long a private key sealed into a job stays openable by the worker.
+    JOB_SEAL_SECONDS = 300
+    DEMO_DATA_ALLOWED = False
+    TESTING = False
+
+    def __init__(self) -> None:
+        for name in dir(self):
+            if name.isupper() and f"PORTAL_{name}" in os.environ:
+                setattr(self, name, _cast(getattr(self, name), os.environ[f"PORTAL_{name}"]))
+
+    def as_flask_config(self) -> dict:
+        """Everything Flask and its extensions need, derived from the settings above."""
+        values = {name: getattr(self, name) for name in dir(self) if name.isupper()}
+        values.update(
+            SQLALCHEMY_DATABASE_URI=self.DATABASE_URL,
+            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
+            SESSION_COOKIE_NAME="portal_session",
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            REMEMBER_COOKIE_SECURE=self.SESSION_COOKIE_SECURE,
+            WTF_CSRF_TIME_LIMIT=None,  # the token lives exactly as long as the login session
+        )
+        return values
+
+    def validate(self) -> None:
+        """Raise ConfigError when a secret is missing or malformed."""
+        if not self.SECRET_KEY:
+            raise ConfigError("PORTAL_SECRET_KEY must be set")
+        if not self.ENCRYPTION_KEY:
+            raise ConfigError("PORTAL_ENCRYPTION_KEY must be set (32 bytes, urlsafe base64)")
+        try:
+            if len(base64.urlsafe_b64decode(self.ENCRYPTION_KEY)) != 32:
+                raise ValueError
+        except ValueError as exc:
+            raise ConfigError("PORTAL_ENCRYPTION_KEY must be 32 bytes in urlsafe base64") from exc
+        if self.ENCRYPTION_KEY == self.SECRET_KEY:
+            raise ConfigError("PORTAL_ENCRYPTION_KEY must differ from PORTAL_SECRET_KEY")
+
+
+def _cast(current, raw: str):
+    if isinstance(current, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    return raw
+
+
+class DevelopmentConfig(Config):
+    """Local development: embedded defaults, demo data, the Sage sandbox on SANDBOX_PORT."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = "dev-secret-key-not-for-production"
+    ENCRYPTION_KEY = base64.urlsafe_b64encode(b"development-only-encryption-key!").decode()
+    SAGE_CLIENT_ID = "portal-dev-client"
+    SAGE_CLIENT_SECRET = "portal-dev-secret"
+    SAGE_ONE_API_KEY = "portal-dev-apikey"
+    DEMO_DATA_ALLOWED = True
+
+    def __init__(self) -> None:
+        sandbox = f"http://127.0.0.1:{os.environ.get('SANDBOX_PORT', '5001')}"
+        self.SAGE_AUTH_URL = f"{sandbox}/oauth2/auth/central"
+        self.SAGE_TOKEN_URL = f"{sandbox}/token"
+        self.SAGE_REVOKE_URL = f"{sandbox}/revoke"
+        self.SAGE_API_URL = f"{sandbox}/v3.1"
+        self.SAGE_ONE_API_URL = f"{sandbox}/api/2.0.0"
+        super().__init__()
+
+
+class TestConfig(DevelopmentConfig):
+    """Tests: cheap key derivation; fixtures point URLs at a private Redis and sandbox."""
+
+    ENV_NAME = "test"
+    TESTING = True
+    KEY_SCRYPT_N = 2**12
+
+
+class ProductionConfig(Config):
+    """Production: secrets required, secure cookies, Sage's real hosts."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+
+
+CONFIGS = {c.ENV_NAME: c for c in (DevelopmentConfig, TestConfig, ProductionConfig)}
+
+
+def load_config(name: str | None = None) -> Config:
+    """Return the validated config for `name` (default: PORTAL_ENV, else development)."""
+    name = name or os.environ.get("PORTAL_ENV", "development")
+    if name not in CONFIGS:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(CONFIGS)}")
+    config = CONFIGS[name]()
+    config.validate()
+    return config

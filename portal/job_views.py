@@ -1,0 +1,21 @@
+"""The self-polling job progress partial (queued → running → finished/failed)."""
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import current_user, login_required
+
+from portal.access import job_for
+from portal.jobqueue import live_progress, reconcile
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+
+@bp.get("/<job_id>")
+@login_required
+def progress(job_id: str):
+    """The progress partial of one job; it stops polling once the job has ended."""
+    job = job_for(current_user, job_id)
+    if job.status.is_active:
+        reconcile(job)
+    response = render_template("_job_progress.html", job=job, progress=live_progress(job))
+    return response, 200, {"Vary": "HX-Request"}

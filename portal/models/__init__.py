@@ -1,0 +1,41 @@
+"""All portal models, importable from one place (and seen by Alembic autogenerate)."""
+from portal.models.accounts import Branch, Business, Role, User, find_user_by_email
+from portal.models.audit import AuditEvent, AuditLogIsAppendOnly, PuppetSession
+from portal.models.base import SoftDeleteMixin, unscoped, utcnow
+from portal.models.connections import Connection, ConnectionState, Provider, SyncOutcome
+from portal.models.jobs import ACTIVE_STATUSES, Job, JobStatus
+from portal.models.ledger import (
+    Contact,
+    ContactKind,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    SyncState,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "AuditEvent",
+    "AuditLogIsAppendOnly",
+    "Branch",
+    "Business",
+    "Connection",
+    "ConnectionState",
+    "Contact",
+    "ContactKind",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceStatus",
+    "Job",
+    "JobStatus",
+    "Provider",
+    "PuppetSession",
+    "Role",
+    "SoftDeleteMixin",
+    "SyncOutcome",
+    "SyncState",
+    "User",
+    "find_user_by_email",
+    "unscoped",
+    "utcnow",
+]

@@ -1,0 +1,77 @@
+"""A row per background job (sync, void …), keyed by its RQ job id."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import UTCDateTime, utcnow
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+class Job(db.Model):
+    """Who asked for what on which branch, how far it got and how it ended."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_branch_kind_created", "branch_id", "kind", "created_at"),
+        # At most one queued or running job of a kind per branch, enforced by the database too.
+        Index(
+            "uq_jobs_one_active_per_branch_kind",
+            "branch_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The support person, when the job was asked for inside a puppet session.
+    puppeteer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(JobStatus, native_enum=False, values_callable=lambda e: [m.value for m in e], length=20),
+        default=JobStatus.QUEUED,
+        index=True,
+    )
+    description: Mapped[str] = mapped_column(String(255), default="")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int | None] = mapped_column()
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    branch = relationship("Branch")
+    requested_by = relationship("User", foreign_keys=[requested_by_id])
+    puppeteer = relationship("User", foreign_keys=[puppeteer_id])
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 0
+        return min(100, round(100 * self.progress_done / self.progress_total))
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.status.value}>"

@@ -1,0 +1,131 @@
+"""Contacts and invoices of a branch: soft-deleted, each with its Sage id and sync state."""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Date, Enum, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import SoftDeleteMixin, UTCDateTime, utcnow
+
+
+def _enum(cls):
+    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=20)
+
+
+class SyncState(str, enum.Enum):
+    PENDING = "pending"
+    SYNCED = "synced"
+    FAILED = "failed"
+
+
+class ContactKind(str, enum.Enum):
+    CUSTOMER = "customer"
+    SUPPLIER = "supplier"
+
+
+class InvoiceStatus(str, enum.Enum):
+    DRAFT = "draft"
+    ISSUED = "issued"
+    VOID = "void"
+
+
+class SyncedRecordMixin:
+    """The accounting-side id and where the row stands in the sync."""
+
+    sage_id: Mapped[str | None] = mapped_column(String(64))
+    sync_state: Mapped[SyncState] = mapped_column(_enum(SyncState), default=SyncState.PENDING)
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def mark_synced(self, sage_id: str) -> None:
+        self.sage_id = sage_id
+        self.sync_state = SyncState.SYNCED
+        self.sync_error = None
+        self.synced_at = utcnow()
+
+    def mark_failed(self, reason: str) -> None:
+        self.sync_state = SyncState.FAILED
+        self.sync_error = reason
+
+
+class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
+    """A workshop's customer or supplier."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_branch_sync", "branch_id", "sync_state"),
+        Index("ix_contacts_branch_sage_id", "branch_id", "sage_id"),
+        Index("ix_contacts_branch_reference", "branch_id", "reference"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    kind: Mapped[ContactKind] = mapped_column(_enum(ContactKind), default=ContactKind.CUSTOMER)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    # Stable reference sent to Sage; lets a re-sync find a contact Sage already has.
+    reference: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    branch = relationship("Branch")
+
+    def __repr__(self) -> str:
+        return f"<Contact {self.id} {self.reference} {self.sync_state.value}>"
+
+
+class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
+    """An invoice raised by a branch for one of its contacts."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        Index("ix_invoices_branch_sync", "branch_id", "sync_state"),
+        Index("ix_invoices_branch_number", "branch_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    number: Mapped[str] = mapped_column(String(40))
+    status: Mapped[InvoiceStatus] = mapped_column(_enum(InvoiceStatus), default=InvoiceStatus.ISSUED)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    total: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    branch = relationship("Branch")
+    contact: Mapped[Contact] = relationship()
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.id", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Invoice {self.id} {self.number} {self.status.value}>"
+
+
+class InvoiceLine(db.Model):
+    """One line of an invoice; `account_code` and `tax_code` are mapped to the provider's ids."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    description: Mapped[str] = mapped_column(String(255))
+    quantity: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal("1"))
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    account_code: Mapped[str] = mapped_column(String(20), default="sales")
+    tax_code: Mapped[str] = mapped_column(String(20), default="gst")
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+    @property
+    def amount(self) -> Decimal:
+        return self.quantity * self.unit_price

@@ -1,0 +1,150 @@
+"""Puppet sessions: support staff seeing the portal as a customer, safely.
+
+The session record of the support person's login carries the puppet session id; while it is live,
+`current_user` is the customer and `g.real_user` the support person. Puppet sessions never hold the
+customer's private key (portal.sessions.private_key returns None in them), and every write to a
+Sage One AUS connection is refused by `refuse_sage_one_aus_writes`, registered once as a
+before_request guard on that integration's blueprint.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, g
+from flask_login import current_user
+from werkzeug.exceptions import Forbidden
+
+from portal import audit, sessions
+from portal.extensions import db
+from portal.models import PuppetSession, Role, User, utcnow
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class PuppetError(ValueError):
+    """A puppet session cannot be started; the message says why, in plain words."""
+
+
+class PuppetReadOnly(Forbidden):
+    """A write refused because a puppet session is read-only for Sage One AUS."""
+
+    description = (
+        "Support can't change a Sage One AUS connection while puppeting: Sage One AUS uses the "
+        "customer's own Sage login, which only the customer can unlock. Ask the customer to do "
+        "this from their own login."
+    )
+
+
+def current_session() -> PuppetSession | None:
+    """The live puppet session of this request, if any."""
+    return g.get("puppet_session")
+
+
+def current_puppeteer() -> User | None:
+    """The support person behind this request when puppeting, else None."""
+    session = current_session()
+    return session.support_user if session is not None else None
+
+
+def real_user() -> User | None:
+    """The person actually signed in (the support person while puppeting)."""
+    return g.get("real_user") or (current_user if current_user.is_authenticated else None)
+
+
+def resolve(real: User, puppet_session_id: int | None) -> User:
+    """The user a request acts as: the puppeted customer while the session is live, else `real`."""
+    if not puppet_session_id:
+        return real
+    puppet_session = db.session.get(PuppetSession, puppet_session_id)
+    if puppet_session is None or puppet_session.support_user_id != real.id:
+        sessions.update(puppet_session_id=None)
+        return real
+    if not puppet_session.is_live():
+        if puppet_session.ended_at is None:
+            _close(puppet_session, "expired")
+            db.session.commit()
+        sessions.update(puppet_session_id=None)
+        g.puppet_session_just_ended = puppet_session
+        return real
+    g.puppet_session = puppet_session
+    return puppet_session.customer_user
+
+
+def start(support_user: User, customer: User, reason: str, address: str | None) -> PuppetSession:
+    """Open a puppet session for this login; raises PuppetError with the reason it can't."""
+    reason = (reason or "").strip()
+    if support_user.role != Role.SUPPORT:
+        raise PuppetError("Only support staff can puppet a customer.")
+    if customer.role != Role.CUSTOMER:
+        raise PuppetError("Only customer accounts can be puppeted, never support staff.")
+    if not reason:
+        raise PuppetError("Give a reason (a ticket reference or a sentence) to puppet a customer.")
+    if len(reason) > 500:
+        raise PuppetError("Keep the reason under 500 characters.")
+    minutes = current_app.config["PUPPET_SESSION_MINUTES"]
+    now = utcnow()
+    puppet_session = PuppetSession(
+        support_user_id=support_user.id,
+        customer_user_id=customer.id,
+        business_id=customer.business_id,
+        reason=reason,
+        address=address,
+        started_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    db.session.add(puppet_session)
+    db.session.flush()
+    audit.record(
+        "puppet.started",
+        f"{support_user.email} started puppeting {customer.email}: {reason}",
+        business_id=customer.business_id,
+        actor_id=support_user.id,
+        subject_user_id=customer.id,
+        puppet_session_id=puppet_session.id,
+        details={"reason": reason, "expires_at": puppet_session.expires_at.isoformat()},
+    )
+    db.session.commit()
+    sessions.update(puppet_session_id=puppet_session.id)
+    return puppet_session
+
+
+def _close(puppet_session: PuppetSession, how: str) -> None:
+    puppet_session.ended_at = utcnow()
+    puppet_session.end_reason = how
+    audit.record(
+        "puppet.ended",
+        f"{puppet_session.support_user.email} stopped puppeting "
+        f"{puppet_session.customer_user.email} ({how})",
+        business_id=puppet_session.business_id,
+        actor_id=puppet_session.support_user_id,
+        subject_user_id=puppet_session.customer_user_id,
+        puppet_session_id=puppet_session.id,
+        details={"how": how},
+    )
+
+
+def end(how: str = "ended by support") -> PuppetSession | None:
+    """End this login's puppet session, if any, and go back to the support person."""
+    puppet_session = current_session()
+    if puppet_session is None:
+        return None
+    _close(puppet_session, how)
+    db.session.commit()
+    sessions.update(puppet_session_id=None)
+    g.pop("puppet_session", None)
+    return puppet_session
+
+
+def refuse_sage_one_aus_writes() -> None:
+    """before_request guard: no unsafe request reaches a Sage One AUS action while puppeting."""
+    from flask import request
+
+    if request.method not in SAFE_METHODS and current_session() is not None:
+        audit.record(
+            "puppet.write_refused",
+            f"Refused {request.method} {request.path}: Sage One AUS is read-only while puppeting",
+            business_id=current_session().business_id,
+            details={"path": request.path, "method": request.method},
+        )
+        db.session.commit()
+        raise PuppetReadOnly()

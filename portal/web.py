@@ -1,0 +1,87 @@
+"""Blueprints, error pages and what every template can see."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal import puppet
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Flask) -> None:
+    """Register every blueprint and the error handlers."""
+    from portal.customer.views import bp as customer_bp
+    from portal.health import bp as health_bp
+    from portal.job_views import bp as jobs_bp
+    from portal.support.views import bp as support_bp
+
+    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp):
+        app.register_blueprint(blueprint)
+
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+    @app.context_processor
+    def _layout_context():
+        return {
+            "puppet_session": puppet.current_session(),
+            "real_user": puppet.real_user(),
+            "puppet_just_ended": g.get("puppet_session_just_ended"),
+        }
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.headers.get("HX-Request"):
+            response.headers.add("Vary", "HX-Request")
+        return response
+
+
+_TITLES = {
+    400: "That request didn't make sense",
+    403: "You can't do that here",
+    404: "We couldn't find that page",
+    405: "That isn't allowed here",
+    429: "Slow down a moment",
+}
+
+
+def _render_error(status: int, title: str, message: str):
+    template = "_error_fragment.html" if request.headers.get("HX-Request") else "error.html"
+    return render_template(template, status=status, title=title, message=message), status
+
+
+def _csrf_error(error: CSRFError):
+    return _render_error(
+        400,
+        "This form has expired",
+        "The page was open too long or came from somewhere else. Reload it and try again.",
+    )
+
+
+def _http_error(error: HTTPException):
+    if error.code is None or error.code < 400:
+        return error
+    title = _TITLES.get(error.code, error.name)
+    message = error.description if error.code in (403, 429) or getattr(error, "show_description", False) else {
+        400: "Check what you entered and try again.",
+        404: "The page may have moved, or it belongs to another account.",
+        405: "Go back and use the buttons on the page.",
+    }.get(error.code, error.description)
+    return _render_error(error.code, title, message)
+
+
+def _unexpected_error(error: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _render_error(
+        500,
+        "Something went wrong on our side",
+        "Nothing was changed. Try again in a moment; if it keeps happening, contact support.",
+    )
