@@ -1,0 +1,32 @@
+"""Configuration defaults for the Sage sandbox."""
+
+DEFAULTS = {
+    "SANDBOX_CLIENT_ID": "portal-dev-client",
+    "SANDBOX_CLIENT_SECRET": "portal-dev-secret",
+    "SANDBOX_REDIRECT_URIS": [
+        "http://127.0.0.1:5000/integrations/sage/callback",
+        "http://localhost:5000/integrations/sage/callback",
+    ],
+    "SANDBOX_SAGE_ONE_API_KEY": "portal-dev-apikey",
+    # Rate limits: requests per rolling minute; 0 or None turns the limit off.
+    "SANDBOX_SAGE_RATE_LIMIT": 100,
+    "SANDBOX_SAGE_ONE_RATE_LIMIT": 100,
+    "SANDBOX_SAGE_ONE_BLOCK_SECONDS": 3600,
+    "SANDBOX_SAGE_ONE_LOCKOUT_FAILURES": 20,
+    "SANDBOX_SAGE_ONE_LOCKOUT_SECONDS": 86400,
+    "SANDBOX_ACCESS_TOKEN_SECONDS": 300,
+    "SANDBOX_REFRESH_TOKEN_SECONDS": 2678400,
+    "SANDBOX_CODE_SECONDS": 60,
+    # Behaviours the reference marks as guessed; each default is the most plausible reading.
+    "SANDBOX_INVOICE_DEFAULT_STATUS": "UNPAID",
+    "SANDBOX_VOID_STATUS_CODE": 200,
+    "SANDBOX_VOID_DRAFT_DELETES": False,
+    "SANDBOX_REQUIRE_X_BUSINESS": False,
+    "SANDBOX_SAGE_ONE_REQUIRE_CONTENT_TYPE": True,
+    "SANDBOX_SAGE_ONE_ERROR_FORMAT": "message",
+    "SANDBOX_SAGE_ONE_ALLOW_INVOICE_DELETE": False,
+    "SANDBOX_SAGE_ONE_MISSING_APIKEY_STATUS": 403,
+    "SANDBOX_SAGE_ONE_WRONG_APIKEY_STATUS": 401,
+}
+
+SETTING_KEYS = tuple(DEFAULTS)

@@ -1,0 +1,356 @@
+"""Validation, JSON shapes and OData list handling of Sage One (2.0.0) records."""
+
+import re
+import zlib
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+from .seed import Company
+
+MAX_RESULTS = 100
+LINE_TYPE_ITEM, LINE_TYPE_ACCOUNT = 0, 1
+STATUS_UNPAID, STATUS_PART_PAID, STATUS_REVERSED = (1, "Unpaid"), (2, "Partially Paid"), (4, "Reversed")
+
+
+class SageOneError(Exception):
+    """A 2.0.0 failure: an HTTP status and the message for the body."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def stamp(ts: float) -> str:
+    """Format a time as Sage One does: ISO-8601 without an offset."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def money(value) -> Decimal:
+    """Round to cents."""
+    return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _date(value, field: str) -> str:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            pass
+    raise SageOneError(400, f"{field} is required and must be a date (yyyy-mm-dd).")
+
+
+def _number(value, field: str, default=None):
+    if value is None:
+        if default is None:
+            raise SageOneError(400, f"{field} is required.")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SageOneError(400, f"{field} must be a number.")
+    return value
+
+
+# ------------------------------------------------------------------------ company, accounts, tax types
+
+def company_json(company: Company, is_owner: bool = True) -> dict:
+    """Return a company as Company/Get lists it."""
+    return {
+        "ID": company.id,
+        "Name": company.name,
+        "CurrencySymbol": "$",
+        "CurrencyDecimalDigits": 2,
+        "NumberDecimalDigits": 2,
+        "DecimalSeparator": ".",
+        "HoursDecimalDigits": 2,
+        "ItemCostPriceDecimalDigits": 2,
+        "ItemSellingPriceDecimalDigits": 2,
+        "PostalAddress01": "1 Hunter Street",
+        "PostalAddress02": company.city,
+        "PostalAddress03": "NSW",
+        "PostalAddress04": "2300",
+        "PostalAddress05": "Australia",
+        "ContactName": "Accounts",
+        "Telephone": "02 4900 0000",
+        "Email": f"accounts@{company.city.lower()}.harbour-auto.test",
+        "TaxNumber": company.tax_number,
+        "RegisteredName": company.name,
+        "RegistrationNumber": company.tax_number,
+        "CurrencyId": 1,
+        "HomeCurrencyId": 1,
+        "Active": True,
+        "Status": 0,
+        "IsOwner": is_owner,
+        "Created": stamp(1735689600.0),
+        "Modified": stamp(1735689600.0),
+    }
+
+
+def account_json(account: dict) -> dict:
+    """Return a ledger account as Account/Get lists it."""
+    return {
+        "ID": account["ID"],
+        "Name": account["Name"],
+        "Category": {"ID": zlib.crc32(account["Category"].encode()) % 1000, "Description": account["Category"]},
+        "Active": True,
+        "Balance": 0.0,
+        "Description": account["Name"],
+        "UnallocatedAccount": False,
+        "IsTaxLocked": False,
+        "HasActivity": False,
+        "Created": stamp(1735689600.0),
+        "Modified": stamp(1735689600.0),
+    }
+
+
+def tax_type_json(tax_type: dict) -> dict:
+    """Return a tax type as TaxType/Get lists it."""
+    return {**tax_type, "HasActivity": False, "IsManualTax": False, "Active": True,
+            "Created": stamp(1735689600.0), "Modified": stamp(1735689600.0)}
+
+
+# ------------------------------------------------------------------------ customers
+
+CUSTOMER_DEFAULTS = {
+    "Name": "", "Category": None, "SalesRepresentativeId": None, "TaxReference": "", "ContactName": "",
+    "Telephone": "", "Fax": "", "Mobile": "", "Email": "", "WebAddress": "", "Active": True,
+    "IsObfuscated": False, "Balance": 0.0, "CreditLimit": 0.0, "CommunicationMethod": 0,
+    **{f"PostalAddress0{i}": "" for i in range(1, 6)},
+    **{f"DeliveryAddress0{i}": "" for i in range(1, 6)},
+    "AutoAllocateToOldestInvoice": True, "EnableCustomerZone": False, "CashSale": False,
+    **{f"TextField{i}": "" for i in range(1, 4)},
+    **{f"NumericField{i}": 0.0 for i in range(1, 4)},
+    **{f"YesNoField{i}": False for i in range(1, 4)},
+    "AcceptsElectronicInvoices": False, "HasActivity": False, "DefaultDiscountPercentage": 0.0,
+    "DefaultTaxTypeId": None, "DueDateMethodId": 0, "DueDateMethodValue": 0, "CurrencyId": 1,
+    "CurrencySymbol": "$", "BusinessRegistrationNumber": "",
+}
+CUSTOMER_READ_ONLY = {"ID", "Balance", "HasActivity", "IsObfuscated", "Created", "Modified", "CurrencySymbol"}
+CUSTOMER_WRITABLE = set(CUSTOMER_DEFAULTS) - CUSTOMER_READ_ONLY
+
+
+def save_customer(company: Company, body: dict, existing: dict | None, now: float, new_id) -> dict:
+    """Create or update a customer from a Save body; raises SageOneError(400) on invalid data."""
+    name = body.get("Name", existing["Name"] if existing else None)
+    if not isinstance(name, str) or not name.strip():
+        raise SageOneError(400, "Customer Name is required.")
+    if len(name) > 100:
+        raise SageOneError(400, "Customer Name cannot be longer than 100 characters.")
+    email = body.get("Email")
+    if isinstance(email, str) and email and "@" not in email:
+        raise SageOneError(400, "Email address is invalid.")
+    customer = existing or {"ID": new_id(), "Created": now}
+    for key, value in body.items():
+        if key in CUSTOMER_WRITABLE:
+            customer[key] = value
+    customer["Modified"] = now
+    return customer
+
+
+def customer_json(customer: dict, company: Company) -> dict:
+    """Return a stored customer with every documented field."""
+    invoices = [i for i in company.invoices.values() if i["CustomerId"] == customer["ID"]]
+    return {
+        "ID": customer["ID"],
+        **{k: customer.get(k, v) for k, v in CUSTOMER_DEFAULTS.items()},
+        "Balance": float(sum((money(i["AmountDue"]) for i in invoices), Decimal("0"))),
+        "HasActivity": bool(invoices),
+        "Created": stamp(customer["Created"]),
+        "Modified": stamp(customer["Modified"]),
+    }
+
+
+# ------------------------------------------------------------------------ invoices and credit notes
+
+def build_lines(company: Company, raw_lines, inclusive: bool) -> list:
+    """Validate document lines and return them with computed amounts; raises SageOneError(400)."""
+    if not isinstance(raw_lines, list) or not raw_lines:
+        raise SageOneError(400, "At least one line is required.")
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        if not isinstance(raw, dict):
+            raise SageOneError(400, f"Line {number} is invalid.")
+        line_type = raw.get("LineType", LINE_TYPE_ITEM)
+        selection = raw.get("SelectionId")
+        # Items are not modelled, so only Account lines (LineType 1) can select anything.
+        if line_type != LINE_TYPE_ACCOUNT or selection not in company.accounts:
+            raise SageOneError(400, "Valid Selection Required")
+        tax_type_id = raw.get("TaxTypeId") or 0
+        if tax_type_id and tax_type_id not in company.tax_types:
+            raise SageOneError(400, f"Line {number}: Valid Tax Type Required")
+        percentage = Decimal(str(company.tax_types[tax_type_id]["Percentage"])) if tax_type_id else Decimal("0")
+        quantity = Decimal(str(_number(raw.get("Quantity"), "Quantity", default=1)))
+        if quantity <= 0:
+            raise SageOneError(400, f"Line {number}: Quantity must be greater than zero.")
+        if inclusive:
+            unit_inclusive = money(_number(raw.get("UnitPriceInclusive"), f"Line {number}: UnitPriceInclusive"))
+            total = money(unit_inclusive * quantity)
+            exclusive = money(total * 100 / (100 + percentage))
+            unit_exclusive = money(unit_inclusive * 100 / (100 + percentage))
+        else:
+            unit_exclusive = money(_number(raw.get("UnitPriceExclusive"), f"Line {number}: UnitPriceExclusive"))
+            exclusive = money(unit_exclusive * quantity)
+            total = money(exclusive * (100 + percentage) / 100)
+            unit_inclusive = money(unit_exclusive * (100 + percentage) / 100)
+        lines.append({
+            "SelectionId": selection, "TaxTypeId": tax_type_id, "Description": str(raw.get("Description") or ""),
+            "LineType": line_type, "Quantity": float(quantity), "UnitPriceExclusive": float(unit_exclusive),
+            "UnitPriceInclusive": float(unit_inclusive), "Unit": raw.get("Unit") or "",
+            "TaxPercentage": float(percentage), "DiscountPercentage": 0.0, "Exclusive": exclusive,
+            "Discount": Decimal("0"), "Tax": total - exclusive, "Total": total, "Comments": raw.get("Comments") or "",
+        })
+    return lines
+
+
+def save_document(company: Company, body: dict, existing: dict | None, now: float, number: str,
+                  customer_id=None, lines=None) -> dict:
+    """Validate the header of a TaxInvoice or CustomerReturn body and return the stored document."""
+    customer_id = customer_id if customer_id is not None else body.get("CustomerId")
+    customer = company.customers.get(customer_id) if isinstance(customer_id, int) else None
+    if not customer_id:
+        raise SageOneError(400, "Customer is required.")
+    if customer is None:
+        raise SageOneError(400, "Customer not found.")
+    doc_date = _date(body.get("Date"), "Date")
+    due = _date(body["DueDate"], "DueDate") if body.get("DueDate") else \
+        (date.fromisoformat(doc_date) + timedelta(days=30)).isoformat()
+    inclusive = bool(body.get("Inclusive", False))
+    if lines is None:
+        lines = build_lines(company, body.get("Lines"), inclusive)
+    document = existing or {"ID": None, "Created": now, "DocumentNumber": number}
+    exclusive = sum((line["Exclusive"] for line in lines), Decimal("0"))
+    tax = sum((line["Tax"] for line in lines), Decimal("0"))
+    document.update({
+        "CustomerId": customer["ID"], "CustomerName": customer["Name"], "Date": doc_date, "DueDate": due,
+        "Inclusive": inclusive, "Reference": str(body.get("Reference") or ""), "Message": str(body.get("Message") or ""),
+        "Lines": lines, "Exclusive": exclusive, "Tax": tax, "Total": exclusive + tax, "Modified": now,
+    })
+    document["AmountDue"] = exclusive + tax
+    return document
+
+
+def _line_json(line: dict, line_id: int) -> dict:
+    return {"ID": line_id, **{k: (float(v) if isinstance(v, Decimal) else v) for k, v in line.items()}}
+
+
+def document_json(document: dict, company: Company, include_lines: bool) -> dict:
+    """Return a TaxInvoice or CustomerReturn with its computed amounts."""
+    status_id, status = document.get("Status", STATUS_UNPAID)
+    customer = company.customers.get(document["CustomerId"])
+    out = {
+        "ID": document["ID"],
+        "Date": document["Date"],
+        "DueDate": document["DueDate"],
+        "CustomerId": document["CustomerId"],
+        "CustomerName": customer["Name"] if customer else document["CustomerName"],
+        "StatusId": status_id,
+        "Status": status,
+        "Paid": False,
+        "Locked": document.get("Locked", False),
+        "Editable": not document.get("Locked", False),
+        "Printed": False,
+        "Inclusive": document["Inclusive"],
+        "DiscountPercentage": 0.0,
+        "TaxReference": "",
+        "DocumentNumber": document["DocumentNumber"],
+        "Reference": document["Reference"],
+        "Message": document["Message"],
+        "Discount": 0.0,
+        "Exclusive": float(document["Exclusive"]),
+        "Tax": float(document["Tax"]),
+        "Rounding": 0.0,
+        "Total": float(document["Total"]),
+        "AmountDue": float(document["AmountDue"]),
+        "FromDocument": document.get("FromDocument", ""),
+        "FromDocumentId": document.get("FromDocumentId", 0),
+        "FromDocumentTypeId": document.get("FromDocumentTypeId", 0),
+        "HasAttachments": False,
+        "HasNotes": False,
+        "Created": stamp(document["Created"]),
+        "Modified": stamp(document["Modified"]),
+        "Lines": [_line_json(line, document["ID"] * 100 + n) for n, line in enumerate(document["Lines"], 1)]
+        if include_lines else [],
+    }
+    return out
+
+
+# ------------------------------------------------------------------------ OData lists
+
+_TERM = re.compile(
+    r"^\s*(?:(?P<field>[A-Za-z_][\w/]*)\s+(?P<op>eq|ne|gt|ge|lt|le)\s+(?P<value>'(?:[^']|'')*'|-?\d+(?:\.\d+)?"
+    r"|true|false|null)|substringof\(\s*(?P<sub>'(?:[^']|'')*')\s*,\s*(?P<subfield>[A-Za-z_]\w*)\s*\)"
+    r"|startswith\(\s*(?P<swfield>[A-Za-z_]\w*)\s*,\s*(?P<sw>'(?:[^']|'')*')\s*\))\s*$",
+    re.IGNORECASE)
+
+
+def _literal(text: str):
+    lowered = text.lower()
+    if text.startswith("'"):
+        return text[1:-1].replace("''", "'")
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "null":
+        return None
+    return float(text) if "." in text else int(text)
+
+
+def _field(entity: dict, name: str):
+    for key, value in entity.items():
+        if key.lower() == name.lower():
+            return value
+    raise SageOneError(400, f"Could not find a property named '{name}' in the $filter.")
+
+
+def _compare(left, op: str, right) -> bool:
+    if isinstance(left, str) and isinstance(right, str):
+        left, right = left.lower(), right.lower()
+    try:
+        return {"eq": left == right, "ne": left != right}[op] if op in ("eq", "ne") else {
+            "gt": left > right, "ge": left >= right, "lt": left < right, "le": left <= right}[op]
+    except TypeError:
+        return False
+
+
+def compile_filter(expression: str | None):
+    """Compile a basic OData $filter (eq/ne/gt/ge/lt/le, substringof, startswith, joined by and)."""
+    if not expression:
+        return lambda entity: True
+    terms = []
+    for part in re.split(r"\s+and\s+", expression.strip(), flags=re.IGNORECASE):
+        match = _TERM.match(part)
+        if not match:
+            raise SageOneError(400, f"The $filter expression '{expression}' is not supported.")
+        terms.append(match.groupdict())
+
+    def test(entity: dict) -> bool:
+        for term in terms:
+            if term["field"]:
+                ok = _compare(_field(entity, term["field"]), term["op"].lower(), _literal(term["value"]))
+            elif term["subfield"]:
+                ok = _literal(term["sub"]).lower() in str(_field(entity, term["subfield"]) or "").lower()
+            else:
+                ok = str(_field(entity, term["swfield"]) or "").lower().startswith(_literal(term["sw"]).lower())
+            if not ok:
+                return False
+        return True
+
+    return test
+
+
+def list_response(entities: list, query: dict) -> dict:
+    """Filter, order and page entities into {TotalResults, ReturnedResults, Results}."""
+    test = compile_filter(query.get("$filter"))
+    found = [e for e in entities if test(e)]
+    for clause in reversed([c.strip() for c in (query.get("$orderby") or "").split(",") if c.strip()]):
+        name, _, direction = clause.partition(" ")
+        found.sort(key=lambda e: (_field(e, name) is None, _field(e, name)),
+                   reverse=direction.strip().lower() == "desc")
+    try:
+        skip = int(query.get("$skip") or 0)
+        top = int(query.get("$top") or MAX_RESULTS)
+    except ValueError:
+        raise SageOneError(400, "$skip and $top must be integers.") from None
+    if skip < 0 or top < 0:
+        raise SageOneError(400, "$skip and $top cannot be negative.")
+    page = found[skip: skip + min(top, MAX_RESULTS)]
+    return {"TotalResults": len(found), "ReturnedResults": len(page), "Results": page}
