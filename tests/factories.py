@@ -1,0 +1,83 @@
+"""Small builders for test data; each commits so the app and a worker see the rows."""
+from __future__ import annotations
+
+import itertools
+from datetime import date
+from decimal import Decimal
+
+from portal import accounts
+from portal.extensions import db
+from portal.models import (
+    Branch,
+    Business,
+    Connection,
+    ConnectionState,
+    Contact,
+    Invoice,
+    InvoiceLine,
+    Provider,
+    Role,
+    utcnow,
+)
+
+PASSWORD = "correct-horse-battery"
+_seq = itertools.count(1)
+
+
+def business(name: str | None = None, branches: tuple[str, ...] = ("Main",)) -> Business:
+    """A business with branches (the first is head office)."""
+    b = Business(name=name or f"Workshop {next(_seq)}")
+    for i, branch_name in enumerate(branches):
+        b.branches.append(Branch(name=branch_name, is_head_office=i == 0))
+    db.session.add(b)
+    db.session.commit()
+    return b
+
+
+def customer(business: Business, email: str | None = None, password: str = PASSWORD):
+    """A customer user of `business` with their per-user key."""
+    user = accounts.create_user(
+        email or f"customer{next(_seq)}@workshop.test", password, Role.CUSTOMER, business=business
+    )
+    db.session.commit()
+    return user
+
+
+def support(email: str | None = None, password: str = PASSWORD, lead: bool = False):
+    """A support user."""
+    user = accounts.create_user(
+        email or f"support{next(_seq)}@portal.test", password, Role.SUPPORT, is_support_lead=lead
+    )
+    db.session.commit()
+    return user
+
+
+def contacts(branch: Branch, count: int, **fields) -> list[Contact]:
+    """`count` contacts on a branch with unique references."""
+    rows = [
+        Contact(branch_id=branch.id, name=f"Contact {n}", email=f"c{n}@example.test",
+                reference=f"B{branch.id}-C{n:05d}", **fields)
+        for n in (next(_seq) for _ in range(count))
+    ]
+    db.session.add_all(rows)
+    db.session.commit()
+    return rows
+
+
+def invoice(branch: Branch, contact: Contact, amount: str = "100.00", **fields) -> Invoice:
+    """An issued invoice with one line."""
+    row = Invoice(branch_id=branch.id, contact_id=contact.id, number=f"INV-{next(_seq):05d}",
+                  issued_on=date.today(), total=Decimal(amount), **fields)
+    row.lines.append(InvoiceLine(description="Service", unit_price=Decimal(amount)))
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def connection(branch: Branch, provider: Provider = Provider.SAGE,
+               state: ConnectionState = ConnectionState.CONNECTED, **fields) -> Connection:
+    """A connection row in a given state (for health and access tests; no real tokens)."""
+    row = Connection(branch_id=branch.id, provider=provider, state=state, connected_at=utcnow(), **fields)
+    db.session.add(row)
+    db.session.commit()
+    return row
