@@ -28,7 +28,9 @@ class RunningSandbox:
         self._server = make_server(host, port, self.app, threaded=True, request_handler=QuietRequestHandler)
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sage-sandbox", daemon=True)
+        # A short poll interval makes stop() quick, which keeps per-test sandboxes cheap.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="sage-sandbox", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
