@@ -1,0 +1,101 @@
+"""Browser fixtures: the real app on a loopback port, a real worker process, and Playwright
+driving Debian's Chromium (/usr/bin/chromium; no browser download)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from devtools.redis_server import free_port
+
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def live_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def app_settings(app_settings, live_port, request) -> dict:
+    """Browser tests serve on a real port, which is also the public URL Sage redirects to."""
+    settings = dict(app_settings, PUBLIC_URL=f"http://127.0.0.1:{live_port}")
+    if "sandbox" in request.fixturenames:
+        sandbox = request.getfixturevalue("sandbox")
+        sandbox.state.register_redirect_uri(f"{settings['PUBLIC_URL']}/integrations/sage/callback")
+    return settings
+
+
+@pytest.fixture
+def live_server(app, live_port):
+    """The portal served by a threaded werkzeug server; yields its base URL."""
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{live_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_worker(app, app_settings, tmp_path):
+    """A real `flask --app app worker` process with the test app's settings."""
+    env = dict(os.environ, PORTAL_ENV="test")
+    for key, value in app_settings.items():
+        if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            env[f"PORTAL_{key}"] = str(value)
+    log = open(tmp_path / "worker.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "worker"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is required for browser tests in CI ({CHROMIUM} not found)")
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (Debian: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser page (own cookies) pointed at the live server."""
+    context = browser.new_context(base_url=live_server)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page, email: str, password: str) -> None:
+    """Sign in through the login form."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
