@@ -33,7 +33,7 @@ def app_settings(app_settings, live_port, request) -> dict:
     settings = dict(app_settings, PUBLIC_URL=f"http://127.0.0.1:{live_port}")
     if "sandbox" in request.fixturenames:
         sandbox = request.getfixturevalue("sandbox")
-        sandbox.state.register_redirect_uri(f"{settings['PUBLIC_URL']}/integrations/sage/callback")
+        sandbox.state.add_redirect_uri(f"{settings['PUBLIC_URL']}/integrations/sage/callback")
     return settings
 
 
