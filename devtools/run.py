@@ -53,7 +53,7 @@ def main() -> int:
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "sage_sandbox", "--port", sandbox_port], cwd=ROOT, env=env))
         if _wait_for(f"{sandbox_url}/_sandbox/state"):
-            requests.post(f"{sandbox_url}/_sandbox/redirect_uris",
+            requests.post(f"{sandbox_url}/_sandbox/redirect-uris",
                           json={"uri": f"{env['PORTAL_PUBLIC_URL']}/integrations/sage/callback"}, timeout=5)
         processes.append(subprocess.Popen(
             [str(BIN / "flask"), "--app", "app", "worker"], cwd=ROOT, env=env))
