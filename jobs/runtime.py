@@ -17,11 +17,16 @@ class JobFailure(Exception):
 
 
 class Progress:
-    """Reports progress to `job.meta` (read by the htmx progress partial) and to the job row."""
+    """Reports progress to `job.meta`, which the htmx progress partial reads while the job runs.
+
+    The row gets the last figures when the job ends, so progress costs no database writes.
+    """
 
     def __init__(self, job_id: str):
         self.job_id = job_id
         self._rq_job = get_current_job()
+        self.done = 0
+        self.total: int | None = None
 
     @property
     def row(self) -> Job:
@@ -29,14 +34,10 @@ class Progress:
 
     def update(self, done: int, total: int | None = None, **extra) -> None:
         """Record `done` of `total` plus any counters (failures, batches, eta_seconds …)."""
+        self.done, self.total = done, total
         if self._rq_job is not None:
             self._rq_job.meta.update({"done": done, "total": total, **extra})
             self._rq_job.save_meta()
-        db.session.execute(
-            db.update(Job)
-            .where(Job.id == self.job_id)
-            .values(progress_done=done, progress_total=total)
-        )
 
 
 def portal_job(func):
@@ -56,8 +57,9 @@ def portal_job(func):
         row.started_at = row.started_at or utcnow()
         db.session.commit()
         outcome, summary, error = JobStatus.FAILED, None, None
+        progress = Progress(job_id)
         try:
-            summary = func(Progress(job_id), *args, **kwargs)
+            summary = func(progress, *args, **kwargs)
             outcome = JobStatus.FINISHED
             return summary
         except JobFailure as exc:
@@ -75,6 +77,7 @@ def portal_job(func):
             row.status = JobStatus.QUEUED if retrying else outcome
             row.result = summary
             row.error = error
+            row.progress_done, row.progress_total = progress.done, progress.total
             if not retrying:
                 row.ended_at = utcnow()
             db.session.commit()
