@@ -339,3 +339,10 @@ def test_rate_limit_can_be_turned_off_through_the_control_api(http, aus):
     assert [aus.get("/TaxType/Get").status_code for _ in range(3)] == [200, 200, 429]
     assert http.post("/_sandbox/rate-limits", json={"sage_one": 0}).json()["sage_one"] is None
     assert all(aus.get("/TaxType/Get").status_code == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize("sandbox_config", [{"SANDBOX_SAGE_ONE_ALLOW_INVOICE_DELETE": True}])
+def test_tax_invoice_delete_can_be_switched_on(aus):
+    invoice = new_tax_invoice(aus, new_customer(aus)["ID"])
+    assert aus.delete(f"/TaxInvoice/Delete/{invoice['ID']}").status_code == 204
+    assert aus.get(f"/TaxInvoice/Get/{invoice['ID']}").status_code == 404

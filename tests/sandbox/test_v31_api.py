@@ -355,3 +355,34 @@ def test_rate_limit_can_be_changed_and_turned_off_through_the_control_api(http, 
 @pytest.mark.parametrize("sandbox_config", [{"SANDBOX_SAGE_RATE_LIMIT": 2}])
 def test_rate_limit_is_configurable(v31):
     assert [v31.get("/user").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("sandbox_config", [{"SANDBOX_REQUIRE_X_BUSINESS": True}])
+def test_x_business_can_be_made_mandatory_for_users_with_several_businesses(v31):
+    assert_error_array(v31.get("/contacts"), 401, "AuthorizationFailure")
+    assert v31.get("/contacts", headers={"X-Business": LEAD_BUSINESS}).status_code == 200
+    assert v31.get("/businesses").status_code == 200
+
+
+def test_concurrent_writes_under_the_threaded_server_lose_nothing(sandbox, http, v31):
+    from concurrent.futures import ThreadPoolExecutor
+
+    http.post("/_sandbox/rate-limits", json={"sage": None})
+    contact = new_contact(v31)
+    ledger = sales_ledger(v31)
+    token = v31.session.headers["Authorization"]
+
+    def create(number):
+        import requests
+
+        return requests.post(f"{sandbox.url}/v3.1/sales_invoices", headers={"Authorization": token}, timeout=10,
+                             json={"sales_invoice": {"contact_id": contact["id"], "date": "2025-03-01",
+                                                     "invoice_lines": [{"description": f"Job {number}",
+                                                                        "ledger_account_id": ledger,
+                                                                        "unit_price": 10}]}}).json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        invoices = list(pool.map(create, range(40)))
+    numbers = {i["invoice_number"] for i in invoices}
+    assert numbers == {f"SI-{n}" for n in range(1, 41)}
+    assert v31.get("/sales_invoices").json()["$total"] == 40
