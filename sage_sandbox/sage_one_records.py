@@ -5,7 +5,7 @@ import zlib
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from .seed import Company
+from .seed import SEED_TIME, Company
 
 MAX_RESULTS = 100
 LINE_TYPE_ITEM, LINE_TYPE_ACCOUNT = 0, 1
@@ -81,8 +81,8 @@ def company_json(company: Company, is_owner: bool = True) -> dict:
         "Active": True,
         "Status": 0,
         "IsOwner": is_owner,
-        "Created": stamp(1735689600.0),
-        "Modified": stamp(1735689600.0),
+        "Created": stamp(SEED_TIME),
+        "Modified": stamp(SEED_TIME),
     }
 
 
@@ -98,15 +98,15 @@ def account_json(account: dict) -> dict:
         "UnallocatedAccount": False,
         "IsTaxLocked": False,
         "HasActivity": False,
-        "Created": stamp(1735689600.0),
-        "Modified": stamp(1735689600.0),
+        "Created": stamp(SEED_TIME),
+        "Modified": stamp(SEED_TIME),
     }
 
 
 def tax_type_json(tax_type: dict) -> dict:
     """Return a tax type as TaxType/Get lists it."""
     return {**tax_type, "HasActivity": False, "IsManualTax": False, "Active": True,
-            "Created": stamp(1735689600.0), "Modified": stamp(1735689600.0)}
+            "Created": stamp(SEED_TIME), "Modified": stamp(SEED_TIME)}
 
 
 # ------------------------------------------------------------------------ customers

@@ -5,7 +5,7 @@ import secrets
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from .seed import Business, SageUser
+from .seed import SEED_TIME, Business, SageUser
 
 CURRENCY = {"id": "GBP", "displayed_as": "Pound Sterling (GBP)", "$path": "/currencies/GBP"}
 COUNTRIES = {"GB": "United Kingdom (GB)", "IE": "Ireland (IE)", "US": "United States (US)", "CA": "Canada (CA)"}
@@ -109,8 +109,8 @@ def ledger_account_json(account: dict, business: Business) -> dict:
         "id": account["id"],
         "displayed_as": f"{account['name']} ({account['nominal_code']})",
         "$path": f"/ledger_accounts/{account['id']}",
-        "created_at": iso(1735689600.0),
-        "updated_at": iso(1735689600.0),
+        "created_at": iso(SEED_TIME),
+        "updated_at": iso(SEED_TIME),
         "name": account["name"],
         "display_name": account["name"],
         "nominal_code": account["nominal_code"],
@@ -138,8 +138,8 @@ def tax_rate_json(rate: dict) -> dict:
         "id": rate["id"],
         "displayed_as": f"{rate['name']} {rate['percentage']:g}%",
         "$path": f"/tax_rates/{rate['id']}",
-        "created_at": iso(1735689600.0),
-        "updated_at": iso(1735689600.0),
+        "created_at": iso(SEED_TIME),
+        "updated_at": iso(SEED_TIME),
         "name": rate["name"],
         "percentage": rate["percentage"],
         "percentages": [{"percentage": rate["percentage"], "from_date": "2011-01-04"}],
@@ -172,9 +172,9 @@ def business_json(business: Business) -> dict:
         "is_demo": False,
         "ni_based": False,
         "subscriptions": [{"id": "ACCOUNTING", "displayed_as": "Accounting", "active": True, "status": "active",
-                           "created_at": iso(1735689600.0), "updated_at": iso(1735689600.0)}],
-        "created_at": iso(1735689600.0),
-        "updated_at": iso(1735689600.0),
+                           "created_at": iso(SEED_TIME), "updated_at": iso(SEED_TIME)}],
+        "created_at": iso(SEED_TIME),
+        "updated_at": iso(SEED_TIME),
     }
 
 
@@ -188,8 +188,8 @@ def user_json(user: SageUser) -> dict:
         "initials": f"{user.first_name[0]}{user.last_name[0]}",
         "email": user.email,
         "locale": user.locale,
-        "created_at": iso(1735689600.0),
-        "updated_at": iso(1735689600.0),
+        "created_at": iso(SEED_TIME),
+        "updated_at": iso(SEED_TIME),
     }
 
 
