@@ -1,6 +1,7 @@
 """Account services: create users, check passwords, change and reset them (keeping rule 7's key)."""
 from __future__ import annotations
 
+from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal import audit, keys
@@ -8,8 +9,19 @@ from portal.extensions import db
 from portal.models import Connection, ConnectionState, Provider, Role, User, find_user_by_email, utcnow
 
 MIN_PASSWORD_LENGTH = 10
-# Checked against when the email is unknown, so a missing account costs the same time.
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method="scrypt")
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def _dummy_hash() -> str:
+    """A hash to check against when the email is unknown, so a missing account costs the same."""
+    cache = current_app.extensions.setdefault("portal_dummy_hash", {})
+    method = current_app.config["PASSWORD_HASH_METHOD"]
+    if method not in cache:
+        cache[method] = _hash("not-a-real-password")
+    return cache[method]
 
 
 class PasswordRejected(ValueError):
@@ -28,7 +40,7 @@ def create_user(email: str, password: str, role: Role, business=None, name: str 
         name=name,
         role=role,
         business=business,
-        password_hash=generate_password_hash(password, method="scrypt"),
+        password_hash=_hash(password),
         **extra,
     )
     db.session.add(user)
@@ -42,7 +54,7 @@ def authenticate(email: str, password: str) -> tuple[User, bytes | None] | None:
     """The user and their unwrapped private key when the password is right, else None."""
     user = find_user_by_email(email)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password):
         return None
@@ -58,7 +70,7 @@ def change_password(user: User, old_password: str, new_password: str) -> bytes |
     private_key = None
     if user.role == Role.CUSTOMER:
         private_key = keys.rewrap_private_key(user, old_password, new_password)
-    user.password_hash = generate_password_hash(new_password, method="scrypt")
+    user.password_hash = _hash(new_password)
     audit.record("account.password_changed", f"{user.email} changed their password",
                  business_id=user.business_id, subject_user_id=user.id)
     db.session.commit()
@@ -69,7 +81,7 @@ def reset_password(user: User, new_password: str) -> bytes | None:
     """Reset without the old password: a new private key, so Sage One AUS logins it sealed need
     re-entering; their connections say so. Returns the new key."""
     _check_new_password(new_password)
-    user.password_hash = generate_password_hash(new_password, method="scrypt")
+    user.password_hash = _hash(new_password)
     private_key = None
     if user.role == Role.CUSTOMER:
         private_key = keys.replace_private_key(user, new_password)

@@ -53,6 +53,8 @@ class Config:
     LOGIN_FAILURES_PER_ACCOUNT = "5 per 15 minutes"
     LOGIN_FAILURES_PER_ADDRESS = "30 per 15 minutes"
 
+    # Login password hashing (werkzeug notation; scrypt with n=2**15 by default).
+    PASSWORD_HASH_METHOD = "scrypt"
     # scrypt cost for wrapping the per-user private key (2**15: 32 MiB and ~100 ms per login).
     KEY_SCRYPT_N = 2**15
     # How long a private key sealed into a job stays openable by the worker.
@@ -132,6 +134,7 @@ class TestConfig(DevelopmentConfig):
     ENV_NAME = "test"
     TESTING = True
     KEY_SCRYPT_N = 2**12
+    PASSWORD_HASH_METHOD = "scrypt:4096:8:1"
 
 
 class ProductionConfig(Config):
