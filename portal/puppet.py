@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
 from portal import audit, sessions
 from portal.extensions import db
-from portal.models import PuppetSession, Role, User, utcnow
+from portal.models import Provider, PuppetSession, Role, User, utcnow
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -37,6 +37,10 @@ class PuppetReadOnly(Forbidden):
 
 def current_session() -> PuppetSession | None:
     """The live puppet session of this request, if any."""
+    if has_request_context() and "puppet_session" not in g:
+        # The session is resolved when flask-login loads the user, which is lazy: a guard that
+        # runs before anything touched current_user must load it, or it would see no session.
+        current_user.is_authenticated  # noqa: B018
     return g.get("puppet_session")
 
 
@@ -133,6 +137,56 @@ def end(how: str = "ended by support") -> PuppetSession | None:
     sessions.update(puppet_session_id=None)
     g.pop("puppet_session", None)
     return puppet_session
+
+
+def puppet_read_only(provider) -> str | None:
+    """Why an action on `provider` is disabled in this request (a sentence), or None if allowed.
+
+    Templates call it (a Jinja global) to show Sage One AUS actions disabled with the reason;
+    the server-side refusal is `refuse_sage_one_aus_writes`, whatever the page shows.
+    """
+    if current_session() is None:
+        return None
+    if getattr(provider, "value", provider) == Provider.SAGE_ONE_AUS.value:
+        return PuppetReadOnly.description
+    return None
+
+
+def record_puppet_write(response):
+    """after_request hook: audit every unsafe request that succeeded inside a puppet session.
+
+    Registered once on the app (init_app), so no view can forget it: the event carries the support
+    person (actor), the customer (subject), the session, the time and the address.
+    """
+    from flask import request
+
+    puppet_session = current_session()
+    if puppet_session is None or request.method in SAFE_METHODS or response.status_code >= 400:
+        return response
+    view_args = request.view_args or {}
+    audit.record(
+        "puppet.write",
+        f"{puppet_session.support_user.email}, puppeting {puppet_session.customer_user.email}: "
+        f"{request.method} {request.path} ({response.status_code})",
+        business_id=puppet_session.business_id,
+        details={
+            "method": request.method,
+            "path": request.path,
+            "endpoint": request.endpoint,
+            "status": response.status_code,
+            "branch_id": view_args.get("branch_id"),
+            # Field names only: values may be secrets (passwords) or personal data.
+            "fields": sorted(k for k in request.form.keys() if k != "csrf_token"),
+        },
+    )
+    db.session.commit()
+    return response
+
+
+def init_app(app) -> None:
+    """Register the puppet-write audit hook and the `puppet_read_only` template helper."""
+    app.after_request(record_puppet_write)
+    app.add_template_global(puppet_read_only, "puppet_read_only")
 
 
 def refuse_sage_one_aus_writes() -> None:

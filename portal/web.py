@@ -16,12 +16,15 @@ def register(app: Flask) -> None:
     """Register every blueprint and the error handlers."""
     from portal.customer.views import bp as customer_bp
     from portal.health import bp as health_bp
+    from portal.integrations.sage.views import bp as sage_bp
+    from portal.integrations.sage_one_aus.views import bp as sage_one_aus_bp
     from portal.job_views import bp as jobs_bp
     from portal.support.views import bp as support_bp
 
-    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp):
+    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, sage_one_aus_bp, sage_bp):
         app.register_blueprint(blueprint)
 
+    puppet.init_app(app)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

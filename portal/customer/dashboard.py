@@ -61,7 +61,11 @@ def puppet_writes(business_id: int, limit: int = 20) -> list[AuditEvent]:
     """Changes support made while puppeting this business's users."""
     return db.session.scalars(
         db.select(AuditEvent)
-        .where(AuditEvent.business_id == business_id, AuditEvent.puppet_session_id.is_not(None))
+        .where(
+            AuditEvent.business_id == business_id,
+            AuditEvent.puppet_session_id.is_not(None),
+            AuditEvent.kind.not_in(("puppet.started", "puppet.ended")),
+        )
         .order_by(AuditEvent.occurred_at.desc())
         .limit(limit)
     ).all()

@@ -16,4 +16,7 @@ def dashboard():
     """A card per branch of the customer's business, and when support accessed the account."""
     cards = dashboard_service.branch_cards(current_user.business)
     access_log = dashboard_service.support_access_log(current_user.business_id)
-    return render_template("customer/dashboard.html", cards=cards, access_log=access_log)
+    support_changes = dashboard_service.puppet_writes(current_user.business_id)
+    return render_template(
+        "customer/dashboard.html", cards=cards, access_log=access_log, support_changes=support_changes
+    )

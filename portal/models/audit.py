@@ -31,7 +31,7 @@ class AuditEvent(db.Model):
     # The person who acted (in a puppet session: the support person) …
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     # … and the customer they acted as, when different.
-    subject_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    subject_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     puppet_session_id: Mapped[int | None] = mapped_column(ForeignKey("puppet_sessions.id"), index=True)
     address: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(Text)

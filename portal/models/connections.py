@@ -63,7 +63,8 @@ class Connection(db.Model):
     # Plain words shown to the customer for the current state ("re-enter your password" …).
     state_reason: Mapped[str | None] = mapped_column(Text)
     connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for the console's "stale" filter (never synced since connecting N hours ago).
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

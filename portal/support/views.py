@@ -1,19 +1,105 @@
-"""The support console."""
+"""The support console: find a customer, see their health, puppet them, read the audit log."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+import functools
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.exceptions import Forbidden
 
 from portal import puppet
 from portal.access import support_required
+from portal.models import utcnow
+from portal.support import audit_log, customers, health, search
 
 bp = Blueprint("support", __name__, url_prefix="/support")
+
+# The only console endpoint a puppet session may reach: the banner's "End session" button.
+_ALLOWED_WHILE_PUPPETING = frozenset({"support.end_puppet"})
+
+
+class EndPuppetFirst(Forbidden):
+    description = (
+        "You are puppeting a customer, so you see only their pages. "
+        "End the puppet session (the button in the purple banner) to go back to the support console."
+    )
+
+
+@bp.before_request
+def _console_not_while_puppeting():
+    # Loading current_user resolves the puppet session for this request.
+    if current_user.is_authenticated and puppet.current_session() is not None:
+        if request.endpoint not in _ALLOWED_WHILE_PUPPETING:
+            raise EndPuppetFirst()
+
+
+def _lead_required(view):
+    """Only support leads may use the view."""
+
+    @functools.wraps(view)
+    @support_required
+    def guarded(*args, **kwargs):
+        if not puppet.real_user().is_support_lead:
+            abort(403, "Only support leads can read and export the audit log.")
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _int_arg(name: str, default: int | None) -> int | None:
+    try:
+        return int(request.args.get(name, ""))
+    except ValueError:
+        return default
 
 
 @bp.get("/")
 @support_required
 def home():
-    """The console's front page."""
-    return render_template("support/home.html")
+    """The console: live customer search (htmx gets the results alone) and the health overview."""
+    ctx = health.context(_int_arg("stale_hours", None))
+    results = search.search(
+        request.args.get("q", ""), request.args.get("health"), _int_arg("page", 1) or 1, ctx
+    )
+    if request.htmx and not request.htmx.history_restore_request:
+        return render_template("support/_results.html", results=results)
+    return render_template("support/home.html", results=results, overview=health.overview(ctx), ctx=ctx)
+
+
+@bp.get("/customers/<int:business_id>")
+@support_required
+def customer(business_id: int):
+    """A customer's business: branches, full connection state, jobs, users and timeline."""
+    ctx = health.context(_int_arg("stale_hours", None))
+    return render_template("support/customer.html", page=customers.customer_page(business_id, ctx))
+
+
+@bp.post("/customers/<int:business_id>/puppet")
+@support_required
+def start_puppet(business_id: int):
+    """Start a puppet session as one of this business's customers, with a reason."""
+    business = customers.business_or_404(business_id)
+    user = customers.customer_user_or_404(business, request.form.get("user_id"))
+    try:
+        puppet.start(puppet.real_user(), user, request.form.get("reason", ""), request.remote_addr)
+    except puppet.PuppetError as exc:
+        flash(str(exc), "error")
+        page = customers.customer_page(business_id)
+        return render_template(
+            "support/customer.html", page=page, chosen_user_id=user.id, reason=request.form.get("reason", "")
+        ), 400
+    flash(f"You are now seeing the portal as {user.email}. Everything you change is recorded.", "info")
+    return redirect(url_for("customer.dashboard"))
 
 
 @bp.post("/puppet/end")
@@ -23,4 +109,41 @@ def end_puppet():
     ended = puppet.end("ended by support")
     if ended is not None:
         flash(f"Puppet session as {ended.customer_user.email} ended.", "info")
+        return redirect(url_for("support.customer", business_id=ended.business_id))
     return redirect(url_for("support.home"))
+
+
+@bp.get("/puppet/sessions")
+@support_required
+def puppet_sessions():
+    """Every live puppet session: who, as whom, since when, why, and in which mode."""
+    return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions(), now=utcnow())
+
+
+@bp.get("/audit")
+@_lead_required
+def audit():
+    """Search the audit log by email, kind and date range (support leads)."""
+    try:
+        query = audit_log.parse(request.args)
+    except audit_log.BadAuditQuery as exc:
+        flash(str(exc), "error")
+        return render_template("support/audit.html", page=None, args=request.args, kinds=audit_log.kinds()), 400
+    page = audit_log.search(query, _int_arg("page", 1) or 1)
+    return render_template("support/audit.html", page=page, args=request.args, kinds=audit_log.kinds())
+
+
+@bp.get("/audit.csv")
+@_lead_required
+def audit_csv():
+    """Export the matching audit events as CSV, streamed (support leads)."""
+    try:
+        query = audit_log.parse(request.args)
+    except audit_log.BadAuditQuery as exc:
+        abort(400, str(exc))
+    filename = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(
+        stream_with_context(audit_log.csv_lines(query)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )

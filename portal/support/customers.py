@@ -1,0 +1,107 @@
+"""Everything the console's customer page shows about one business."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import abort
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from portal.extensions import db
+from portal.models import Branch, Business, Job, JobStatus, PuppetSession, Role, User, utcnow
+from portal.support import health, timeline
+from portal.support.search import BranchResult
+
+
+@dataclass
+class CustomerPage:
+    business: Business
+    branches: list[BranchResult]
+    users: list[User]
+    failed_jobs: list[Job]
+    active_jobs: list[Job]
+    live_sessions: list[PuppetSession]
+    timeline: list[timeline.Entry]
+    ctx: health.HealthContext
+
+
+def business_or_404(business_id: int) -> Business:
+    """The business with this id, or 404."""
+    business = db.session.get(Business, business_id)
+    if business is None:
+        abort(404)
+    return business
+
+
+def customer_user_or_404(business: Business, user_id) -> User:
+    """A customer user of this business, or 404 (never a support person, never another business)."""
+    try:
+        user = db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        abort(404)
+    if user is None or user.business_id != business.id:
+        abort(404)
+    return user
+
+
+def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> CustomerPage:
+    """The business, its branches and their full connection state, jobs, users and timeline."""
+    ctx = ctx or health.context()
+    business = db.session.scalar(
+        select(Business)
+        .where(Business.id == business_id)
+        .options(selectinload(Business.branches).selectinload(Branch.connection))
+    )
+    if business is None:
+        abort(404)
+    branch_ids = [b.id for b in business.branches]
+    users = db.session.scalars(
+        select(User).where(User.business_id == business.id, User.role == Role.CUSTOMER).order_by(User.email)
+    ).all()
+    job_options = (selectinload(Job.branch), selectinload(Job.requested_by), selectinload(Job.puppeteer))
+    failed_jobs = db.session.scalars(
+        select(Job)
+        .where(Job.branch_id.in_(branch_ids), Job.status == JobStatus.FAILED)
+        .order_by(Job.created_at.desc())
+        .limit(10)
+        .options(*job_options)
+    ).all()
+    active_jobs = db.session.scalars(
+        select(Job)
+        .where(Job.branch_id.in_(branch_ids), Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .order_by(Job.created_at)
+        .options(*job_options)
+    ).all()
+    live_sessions = db.session.scalars(
+        select(PuppetSession)
+        .where(
+            PuppetSession.business_id == business.id,
+            PuppetSession.ended_at.is_(None),
+            PuppetSession.expires_at > ctx.now,
+        )
+        .options(selectinload(PuppetSession.support_user), selectinload(PuppetSession.customer_user))
+    ).all()
+    return CustomerPage(
+        business=business,
+        branches=[BranchResult(b, b.connection, health.flags(b.connection, ctx)) for b in business.branches],
+        users=users,
+        failed_jobs=failed_jobs,
+        active_jobs=active_jobs,
+        live_sessions=live_sessions,
+        timeline=timeline.for_business(business.id),
+        ctx=ctx,
+    )
+
+
+def live_puppet_sessions() -> list[PuppetSession]:
+    """Every puppet session running now, oldest first, with both people loaded."""
+    return db.session.scalars(
+        select(PuppetSession)
+        .where(PuppetSession.ended_at.is_(None), PuppetSession.expires_at > utcnow())
+        .order_by(PuppetSession.started_at)
+        .options(
+            selectinload(PuppetSession.support_user),
+            selectinload(PuppetSession.customer_user),
+            selectinload(PuppetSession.business),
+        )
+    ).all()

@@ -1,0 +1,159 @@
+"""Connection health for the support console: the filters, their counts, and per-branch flags.
+
+Each filter is defined once, as an SQL predicate (for counts and search) and as a Python check on a
+loaded Connection (for the flags shown beside each branch), so the overview, the filtered search
+and the at-a-glance badges always agree. Every predicate leads with an indexed column so a count
+is an index range scan, not a scan of every connection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import and_, func, or_, select
+
+from portal.extensions import db
+from portal.models import Connection, ConnectionState, Provider, SyncOutcome, utcnow
+
+DEFAULT_STALE_HOURS = 24
+MAX_STALE_HOURS = 24 * 90
+REFRESH_WARNING_DAYS = 7
+
+
+@dataclass(frozen=True)
+class HealthContext:
+    """The moment and the staleness threshold every filter is evaluated against."""
+
+    now: datetime
+    stale_hours: int = DEFAULT_STALE_HOURS
+
+    @property
+    def stale_before(self) -> datetime:
+        return self.now - timedelta(hours=self.stale_hours)
+
+    @property
+    def refresh_warning_until(self) -> datetime:
+        return self.now + timedelta(days=REFRESH_WARNING_DAYS)
+
+
+@dataclass(frozen=True)
+class HealthFilter:
+    """One health condition: how to find it in SQL and how to spot it on a loaded connection."""
+
+    key: str
+    label: str
+    severity: str  # "bad" or "warning": how loudly the console shows it
+    sql: Callable[[HealthContext], object]
+    applies: Callable[[Connection, HealthContext], bool]
+
+    def describe(self, ctx: HealthContext) -> str:
+        """The label with its parameters filled in."""
+        if self.key == "stale":
+            return f"No successful sync for {ctx.stale_hours} hours"
+        return self.label
+
+
+_ACTIVE = Connection.state != ConnectionState.DISCONNECTED
+
+
+def _is_active(c: Connection) -> bool:
+    return c.state != ConnectionState.DISCONNECTED
+
+
+def _before(value: datetime | None, moment: datetime) -> bool:
+    return value is not None and value < moment
+
+
+FILTERS: tuple[HealthFilter, ...] = (
+    HealthFilter(
+        "needs_reauth", "Needs re-authentication", "bad",
+        lambda ctx: Connection.state == ConnectionState.NEEDS_REAUTH,
+        lambda c, ctx: c.state == ConnectionState.NEEDS_REAUTH,
+    ),
+    HealthFilter(
+        "credentials_rejected", "Credentials rejected", "bad",
+        lambda ctx: Connection.state == ConnectionState.CREDENTIALS_REJECTED,
+        lambda c, ctx: c.state == ConnectionState.CREDENTIALS_REJECTED,
+    ),
+    HealthFilter(
+        "rate_limited", "Rate-limited now", "warning",
+        lambda ctx: and_(Connection.rate_limited_until > ctx.now, _ACTIVE),
+        lambda c, ctx: _is_active(c) and c.rate_limited_until is not None and c.rate_limited_until > ctx.now,
+    ),
+    HealthFilter(
+        "sync_failed", "Last sync failed", "bad",
+        lambda ctx: and_(Connection.last_sync_outcome == SyncOutcome.FAILED, _ACTIVE),
+        lambda c, ctx: _is_active(c) and c.last_sync_outcome == SyncOutcome.FAILED,
+    ),
+    HealthFilter(
+        "mass_resync", "Mass re-sync in progress", "warning",
+        lambda ctx: and_(Connection.mass_resync_started_at.is_not(None), _ACTIVE),
+        lambda c, ctx: _is_active(c) and c.mass_resync_started_at is not None,
+    ),
+    HealthFilter(
+        # Stale: the last success is older than the threshold, or there never was one and the
+        # branch connected before the threshold (a branch connected an hour ago is not stale).
+        "stale", "No successful sync lately", "warning",
+        lambda ctx: and_(
+            or_(
+                Connection.last_successful_sync_at < ctx.stale_before,
+                and_(Connection.connected_at < ctx.stale_before, Connection.last_successful_sync_at.is_(None)),
+            ),
+            _ACTIVE,
+        ),
+        lambda c, ctx: _is_active(c) and (
+            _before(c.last_successful_sync_at, ctx.stale_before)
+            or (c.last_successful_sync_at is None and _before(c.connected_at, ctx.stale_before))
+        ),
+    ),
+    HealthFilter(
+        "refresh_expiring", f"Refresh token expires within {REFRESH_WARNING_DAYS} days", "warning",
+        lambda ctx: and_(
+            Connection.refresh_token_expires_at > ctx.now,
+            Connection.refresh_token_expires_at <= ctx.refresh_warning_until,
+            Connection.provider == Provider.SAGE,
+            Connection.state == ConnectionState.CONNECTED,
+        ),
+        lambda c, ctx: (
+            c.provider == Provider.SAGE
+            and c.state == ConnectionState.CONNECTED
+            and c.refresh_token_expires_at is not None
+            and ctx.now < c.refresh_token_expires_at <= ctx.refresh_warning_until
+        ),
+    ),
+)
+BY_KEY = {f.key: f for f in FILTERS}
+
+
+@dataclass
+class HealthCount:
+    filter: HealthFilter
+    label: str
+    branches: int
+
+
+def context(stale_hours: int | None = None, now: datetime | None = None) -> HealthContext:
+    """A HealthContext for now, with the staleness threshold clamped to a sensible range."""
+    hours = DEFAULT_STALE_HOURS if stale_hours is None else max(1, min(int(stale_hours), MAX_STALE_HOURS))
+    return HealthContext(now=now or utcnow(), stale_hours=hours)
+
+
+def get_filter(key: str | None) -> HealthFilter | None:
+    """The filter with this key, or None for no/unknown key."""
+    return BY_KEY.get(key or "")
+
+
+def overview(ctx: HealthContext) -> list[HealthCount]:
+    """How many branches match each health filter: one indexed COUNT per filter, nothing more."""
+    return [
+        HealthCount(f, f.describe(ctx), db.session.scalar(select(func.count(Connection.id)).where(f.sql(ctx))))
+        for f in FILTERS
+    ]
+
+
+def flags(connection: Connection | None, ctx: HealthContext) -> list[HealthFilter]:
+    """The health filters a loaded connection matches (empty means healthy or not connected)."""
+    if connection is None:
+        return []
+    return [f for f in FILTERS if f.applies(connection, ctx)]

@@ -1,0 +1,102 @@
+"""One timeline per customer: audit events and jobs, merged newest first."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from portal.extensions import db
+from portal.models import AuditEvent, Branch, Job, JobStatus
+
+CATEGORIES = {
+    "connection": "Connection",
+    "token": "Token",
+    "job": "Job",
+    "puppet": "Puppet session",
+    "checklist": "Checklist",
+}
+
+
+@dataclass
+class Entry:
+    at: datetime
+    category: str  # a key of CATEGORIES, or "other"
+    kind: str
+    summary: str
+    branch_name: str | None
+    who: str | None
+    as_whom: str | None = None
+    problem: bool = False
+
+    @property
+    def category_label(self) -> str:
+        return CATEGORIES.get(self.category, "Other")
+
+
+def _category(kind: str) -> str:
+    head = kind.split(".", 1)[0]
+    if "token" in kind:
+        return "token"
+    return head if head in CATEGORIES else "other"
+
+
+def _from_event(event: AuditEvent) -> Entry:
+    return Entry(
+        at=event.occurred_at,
+        category=_category(event.kind),
+        kind=event.kind,
+        summary=event.summary,
+        branch_name=event.branch.name if event.branch is not None else None,
+        who=event.actor.email if event.actor is not None else None,
+        as_whom=event.subject_user.email if event.subject_user is not None and event.puppet_session_id else None,
+        problem=event.kind.endswith(("failed", "refused", "rejected", "write_refused")),
+    )
+
+
+def _from_job(job: Job) -> Entry:
+    status = job.status.value
+    summary = f"{job.description or job.kind}: {status}"
+    if job.error:
+        summary += f" — {job.error}"
+    elif job.result and job.result.get("summary"):
+        summary += f" — {job.result['summary']}"
+    who = job.requested_by.email if job.requested_by is not None else None
+    if job.puppeteer is not None:
+        who = f"{job.puppeteer.email} (puppeting {who})"
+    return Entry(
+        at=job.ended_at or job.started_at or job.created_at,
+        category="job",
+        kind=f"job.{status}",
+        summary=summary,
+        branch_name=job.branch.name if job.branch is not None else None,
+        who=who,
+        problem=job.status == JobStatus.FAILED,
+    )
+
+
+def for_business(business_id: int, limit: int = 50) -> list[Entry]:
+    """The latest `limit` things that happened to a business (fixed number of queries)."""
+    events = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.business_id == business_id)
+        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+        .limit(limit)
+        .options(
+            selectinload(AuditEvent.actor),
+            selectinload(AuditEvent.subject_user),
+            selectinload(AuditEvent.branch),
+        )
+    ).all()
+    jobs = db.session.scalars(
+        select(Job)
+        .join(Branch, Branch.id == Job.branch_id)
+        .where(Branch.business_id == business_id)
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+        .options(selectinload(Job.branch), selectinload(Job.requested_by), selectinload(Job.puppeteer))
+    ).all()
+    entries = [_from_event(e) for e in events] + [_from_job(j) for j in jobs]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit]
