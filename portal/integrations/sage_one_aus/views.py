@@ -1,0 +1,201 @@
+"""The Sage One AUS pages of a branch: connect, sync, void, disconnect.
+
+Every unsafe request is refused in a puppet session by one guard registered on the blueprint
+(`puppet.refuse_sage_one_aus_writes`); the pages show the actions disabled with the reason.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BuildError
+
+from portal import puppet, sessions
+from portal.access import branch_for, customer_required
+from portal.integrations.sage_one_aus import credentials, overview, sync
+from portal.integrations.sage_one_aus.errors import SageOneAuthFailed, SageOneError, SageOneLocked
+from portal.jobqueue import JobRefused
+
+bp = Blueprint("sage_one_aus", __name__, url_prefix="/integrations/sage-one-aus")
+
+
+bp.before_request(puppet.refuse_sage_one_aus_writes)
+
+
+@bp.errorhandler(puppet.PuppetReadOnly)
+def _puppet_refused(error: puppet.PuppetReadOnly):
+    """Explain a refused write in a puppet session, with the checklist for it."""
+    template = "integrations/sage_one_aus/_puppet_refused.html" if request.headers.get("HX-Request") \
+        else "integrations/sage_one_aus/puppet_refused.html"
+    return render_template(template, message=error.description), 403
+
+
+def puppet_checklist_url() -> str | None:
+    """The support checklist for "can't authenticate Sage One AUS while puppeted", if it exists yet."""
+    try:
+        return url_for("checklists.start", scenario="sage-one-aus-puppet-auth")
+    except BuildError:
+        return None
+
+
+@bp.context_processor
+def _page_context() -> dict:
+    return {"puppet_checklist_url": puppet_checklist_url(), "puppet_refusal": credentials.PUPPET_REFUSAL}
+
+
+def _branch(branch_id: int):
+    return branch_for(current_user, branch_id)
+
+
+def _to_page(branch_id: int):
+    return redirect(url_for("sage_one_aus.show", branch_id=branch_id))
+
+
+@bp.get("/branches/<int:branch_id>")
+@customer_required
+def show(branch_id: int):
+    """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history."""
+    branch = _branch(branch_id)
+    return render_template("integrations/sage_one_aus/branch.html", view=overview.branch_overview(branch))
+
+
+@bp.get("/branches/<int:branch_id>/connect")
+@customer_required
+def connect_form(branch_id: int):
+    """The login form (in a puppet session: why only the customer can do this)."""
+    branch = _branch(branch_id)
+    return render_template("integrations/sage_one_aus/connect.html", view=overview.branch_overview(branch),
+                           username=request.args.get("username", ""))
+
+
+@bp.post("/branches/<int:branch_id>/connect")
+@customer_required
+def connect(branch_id: int):
+    """Verify the Sage One login and store it for this customer; asks for a company if several."""
+    branch = _branch(branch_id)
+    username = request.form.get("username", "").strip()
+    error, status = None, 200
+    try:
+        result = credentials.begin_connect(branch, current_user, sessions.private_key(), username,
+                                           request.form.get("password", ""))
+    except credentials.UsernameMismatch as exc:
+        error, status = str(exc), 409
+    except credentials.ConnectRefused as exc:
+        error, status = str(exc), 400
+    except SageOneAuthFailed as exc:
+        error, status = _auth_failure_message(exc), 401
+    except SageOneLocked as exc:
+        error, status = str(exc), 423
+    except SageOneError as exc:
+        error, status = str(exc), 502
+    else:
+        if isinstance(result, credentials.PendingConnect):
+            return render_template("integrations/sage_one_aus/choose_company.html", branch=branch, pending=result)
+        flash(f"Connected to Sage One AUS as {result.sage_one_username} ({result.sage_one_company_name}).", "success")
+        return _to_page(branch.id)
+    return render_template("integrations/sage_one_aus/connect.html", view=overview.branch_overview(branch),
+                           username=username, error=error), status
+
+
+def _auth_failure_message(exc: SageOneAuthFailed) -> str:
+    left = exc.attempts_left
+    if left is None:
+        return str(exc)
+    if left == 0:
+        return (f"{exc} Sage has seen 20 failed logins for this username in the last hour: one more and it "
+                "locks the username for 24 hours. Check the password on Sage One's own sign-in page first.")
+    return (f"{exc} {left} more failed attempt{'s' if left != 1 else ''} in the next hour and Sage will lock "
+            "this username for 24 hours.")
+
+
+@bp.post("/branches/<int:branch_id>/connect/company")
+@customer_required
+def choose_company(branch_id: int):
+    """Finish connecting with the company picked from the verified login."""
+    branch = _branch(branch_id)
+    try:
+        company_id = int(request.form.get("company_id", ""))
+    except ValueError:
+        company_id = None
+    try:
+        connection = credentials.finish_connect(branch, current_user, sessions.private_key(), company_id)
+    except credentials.ConnectRefused as exc:
+        pending = credentials.pending(branch, current_user)
+        if pending is None:
+            flash(str(exc), "error")
+            return redirect(url_for("sage_one_aus.connect_form", branch_id=branch.id))
+        return render_template("integrations/sage_one_aus/choose_company.html", branch=branch, pending=pending,
+                               error=str(exc)), 400
+    flash(f"Connected to Sage One AUS as {connection.sage_one_username} ({connection.sage_one_company_name}).",
+          "success")
+    return _to_page(branch.id)
+
+
+@bp.post("/branches/<int:branch_id>/sync")
+@customer_required
+def sync_now(branch_id: int):
+    """Queue a sync of the branch's pending customers and invoices."""
+    branch = _branch(branch_id)
+    try:
+        sync.enqueue_sync(branch, current_user, sessions.private_key(), puppeteer=puppet.current_puppeteer())
+    except (sync.SyncRefused, JobRefused) as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Sync started. Progress shows below.", "success")
+    return _to_page(branch.id)
+
+
+def _invoice(branch, invoice_id: int):
+    invoice = sync.void_target(branch, invoice_id)
+    if invoice is None:
+        raise NotFound()
+    return invoice
+
+
+@bp.get("/branches/<int:branch_id>/invoices/<int:invoice_id>/void")
+@customer_required
+def confirm_void(branch_id: int, invoice_id: int):
+    """Ask for confirmation (and a reason) before reversing an invoice in Sage One AUS."""
+    branch = _branch(branch_id)
+    return render_template("integrations/sage_one_aus/confirm_void.html", view=overview.branch_overview(branch),
+                           invoice=_invoice(branch, invoice_id))
+
+
+@bp.post("/branches/<int:branch_id>/invoices/<int:invoice_id>/void")
+@customer_required
+def void(branch_id: int, invoice_id: int):
+    """Queue the reversal of the invoice by a credit note for its full amount."""
+    branch = _branch(branch_id)
+    invoice = _invoice(branch, invoice_id)
+    try:
+        sync.enqueue_void(branch, current_user, sessions.private_key(), invoice, request.form.get("reason", ""),
+                          puppeteer=puppet.current_puppeteer())
+    except (sync.SyncRefused, JobRefused) as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Voiding invoice {invoice.number}. Progress shows below.", "success")
+    return _to_page(branch.id)
+
+
+@bp.get("/branches/<int:branch_id>/disconnect")
+@customer_required
+def confirm_disconnect(branch_id: int):
+    """Ask for confirmation before disconnecting Sage One AUS."""
+    branch = _branch(branch_id)
+    return render_template("integrations/sage_one_aus/confirm_disconnect.html",
+                           view=overview.branch_overview(branch))
+
+
+@bp.post("/branches/<int:branch_id>/disconnect")
+@customer_required
+def disconnect(branch_id: int):
+    """Disconnect the branch from Sage One AUS and forget the stored password."""
+    branch = _branch(branch_id)
+    try:
+        credentials.disconnect(branch, current_user)
+    except credentials.ConnectRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Sage One AUS is disconnected. Any Sage One login can be connected now.", "success")
+    return _to_page(branch.id)
+
