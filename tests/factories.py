@@ -77,7 +77,8 @@ def invoice(branch: Branch, contact: Contact, amount: str = "100.00", **fields) 
 def connection(branch: Branch, provider: Provider = Provider.SAGE,
                state: ConnectionState = ConnectionState.CONNECTED, **fields) -> Connection:
     """A connection row in a given state (for health and access tests; no real tokens)."""
-    row = Connection(branch_id=branch.id, provider=provider, state=state, connected_at=utcnow(), **fields)
+    fields.setdefault("connected_at", utcnow())
+    row = Connection(branch_id=branch.id, provider=provider, state=state, **fields)
     db.session.add(row)
     db.session.commit()
     return row
