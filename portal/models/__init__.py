@@ -12,6 +12,7 @@ from portal.models.ledger import (
     InvoiceStatus,
     SyncState,
 )
+from portal.models.sage_mappings import SageAccountMapping
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -31,6 +32,7 @@ __all__ = [
     "Provider",
     "PuppetSession",
     "Role",
+    "SageAccountMapping",
     "SoftDeleteMixin",
     "SyncOutcome",
     "SyncState",

@@ -1,0 +1,176 @@
+"""What the Sage pages show, read in a fixed number of queries (views stay free of queries)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_
+
+from portal.extensions import db
+from portal.integrations.sage import sync
+from portal.jobqueue import active_job
+from portal.models import (
+    Branch,
+    Connection,
+    Contact,
+    Invoice,
+    InvoiceStatus,
+    Job,
+    JobStatus,
+    SageAccountMapping,
+    SyncState,
+    unscoped,
+    utcnow,
+)
+
+PAGE_SIZE = 25
+SAGE_KINDS = (sync.KIND_CONTACTS, sync.KIND_INVOICES, sync.KIND_VOID)
+KIND_LABELS = {sync.KIND_CONTACTS: "Contact sync", sync.KIND_INVOICES: "Invoice sync", sync.KIND_VOID: "Void"}
+RECORD_KINDS = {"contacts": Contact, "invoices": Invoice}
+RECORD_STATES = {"failed": (SyncState.FAILED,), "pending": (SyncState.PENDING,),
+                 "open": (SyncState.PENDING, SyncState.FAILED)}
+
+
+@dataclass
+class TokenHealth:
+    """Rule 1 on the page: how old the token is and when the customer must sign in again."""
+
+    issued_at: datetime | None
+    first_authorized_at: datetime | None
+    refresh_expires_at: datetime | None
+
+    @property
+    def age(self) -> str | None:
+        return describe_age(self.issued_at)
+
+    @property
+    def days_left(self) -> int | None:
+        if self.refresh_expires_at is None:
+            return None
+        return max(0, math.floor((self.refresh_expires_at - utcnow()).total_seconds() / 86400))
+
+
+def describe_age(moment: datetime | None) -> str | None:
+    """'just now', '4 minutes', '3 hours', '2 days' since `moment`."""
+    if moment is None:
+        return None
+    seconds = max(0, int((utcnow() - moment).total_seconds()))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "less than a minute"
+
+
+def token_health(connection: Connection | None) -> TokenHealth | None:
+    if connection is None or connection.token_issued_at is None:
+        return None
+    return TokenHealth(connection.token_issued_at, connection.first_authorized_at, connection.refresh_token_expires_at)
+
+
+def last_jobs_by_kind(branch_id: int) -> dict[str, Job]:
+    """The latest ended job of each Sage kind for the branch."""
+    latest = (
+        db.select(Job.kind, func.max(Job.created_at).label("at"))
+        .where(Job.branch_id == branch_id, Job.kind.in_(SAGE_KINDS),
+               Job.status.in_((JobStatus.FINISHED, JobStatus.FAILED)))
+        .group_by(Job.kind).subquery()
+    )
+    rows = db.session.scalars(
+        db.select(Job).join(latest, (Job.kind == latest.c.kind) & (Job.created_at == latest.c.at))
+        .where(Job.branch_id == branch_id)
+    )
+    return {job.kind: job for job in rows}
+
+
+def running_jobs(branch_id: int) -> list[Job]:
+    """The Sage jobs queued or running for the branch (reconciled with RQ)."""
+    return [job for job in (active_job(branch_id, kind) for kind in SAGE_KINDS) if job is not None]
+
+
+def job_history(branch_id: int, limit: int = 20) -> list[Job]:
+    return db.session.scalars(
+        db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(SAGE_KINDS))
+        .order_by(Job.created_at.desc()).limit(limit)
+    ).all()
+
+
+def record_counts(branch_id: int) -> dict[str, dict[str, int]]:
+    """Counts of each sync state, for contacts and for issued invoices."""
+    counts: dict[str, dict[str, int]] = {}
+    for name, model in RECORD_KINDS.items():
+        query = db.select(model.sync_state, func.count()).where(model.branch_id == branch_id, model.deleted_at.is_(None))
+        if model is Invoice:
+            query = query.where(Invoice.status == InvoiceStatus.ISSUED)
+        counts[name] = {state.value: 0 for state in SyncState}
+        for state, n in db.session.execute(query.group_by(model.sync_state)):
+            counts[name][SyncState(state).value] = n
+    return counts
+
+
+@dataclass
+class RecordsPage:
+    kind: str
+    state: str
+    q: str
+    page: int
+    pages: int
+    total: int
+    rows: list
+
+
+def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -> RecordsPage:
+    """Pending and/or failed contacts or invoices of the branch, with their reasons, one page at a time."""
+    kind = kind if kind in RECORD_KINDS else "contacts"
+    state = state if state in RECORD_STATES else "open"
+    model = RECORD_KINDS[kind]
+    where = [model.branch_id == branch_id, model.sync_state.in_(RECORD_STATES[state])]
+    if model is Invoice:
+        where.append(Invoice.status == InvoiceStatus.ISSUED)
+    q = (q or "").strip()[:100]
+    if q:
+        needle = f"%{q}%"
+        where.append(or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
+                     else Invoice.number.ilike(needle))
+    total = db.session.scalar(db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))) or 0
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(max(1, page), pages)
+    rows = db.session.scalars(
+        db.select(model).where(*where).order_by(model.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ).all()
+    return RecordsPage(kind, state, q, page, pages, total, rows)
+
+
+def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage:
+    """Invoices that are in Sage and not void — soft-deleted ones included (rule 4)."""
+    where = [Invoice.branch_id == branch_id, Invoice.sage_id.is_not(None), Invoice.status != InvoiceStatus.VOID]
+    q = (q or "").strip()[:100]
+    if q:
+        where.append(Invoice.number.ilike(f"%{q}%"))
+    total = db.session.scalar(
+        db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
+    ) or 0
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(max(1, page), pages)
+    rows = db.session.scalars(
+        unscoped(Invoice).where(*where).order_by(Invoice.issued_on.desc(), Invoice.id.desc())
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ).all()
+    return RecordsPage("invoices", "voidable", q, page, pages, total, rows)
+
+
+def mappings(connection: Connection | None) -> list[SageAccountMapping]:
+    if connection is None or not connection.sage_business_id:
+        return []
+    return db.session.scalars(
+        db.select(SageAccountMapping).where(
+            SageAccountMapping.branch_id == connection.branch_id,
+            SageAccountMapping.sage_business_id == connection.sage_business_id,
+        ).order_by(SageAccountMapping.kind, SageAccountMapping.code)
+    ).all()
+
+
+def branch_connection(branch: Branch) -> Connection | None:
+    """The branch's connection (any provider)."""
+    return db.session.scalar(db.select(Connection).where(Connection.branch_id == branch.id))

@@ -1,0 +1,263 @@
+"""The Sage pages of a branch: connect, choose the business, sync, void, disconnect.
+
+Only the business's customers (and support puppeting one of them) get here: every route is
+`customer_required` and loads its branch through `branch_for`. Support may run syncs and voids in
+a puppet session (audited with both people); connecting and disconnecting use the customer's own
+Sage sign-in, so they are refused in a puppet session by one guard.
+"""
+from __future__ import annotations
+
+import functools
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.exceptions import Forbidden
+
+from portal import audit, puppet
+from portal.access import branch_for, customer_required
+from portal.extensions import db
+from portal.integrations.sage import connect as sage_connect
+from portal.integrations.sage import pages, sync
+from portal.jobqueue import JobAlreadyRunning, JobRefused, enqueue, live_progress
+from portal.models import InvoiceStatus, Provider
+
+bp = Blueprint("sage", __name__, url_prefix="/integrations/sage")
+
+SYNC_JOBS = {
+    "contacts": (sync.KIND_CONTACTS, "jobs.sage.sync_contacts", "Sync contacts to Sage"),
+    "invoices": (sync.KIND_INVOICES, "jobs.sage.sync_invoices", "Sync invoices to Sage"),
+}
+VOID_REASON_MAX = 200
+
+
+class SignInNotInPuppetSession(Forbidden):
+    """Connecting or disconnecting Sage is the customer's own step."""
+
+    description = (
+        "Support can't connect or disconnect Sage while puppeting: it needs the customer's own Sage "
+        "sign-in. Ask the customer to do this from their login; syncs and voids are available here."
+    )
+
+
+def customer_signs_in(view):
+    """Refuse the view in a puppet session (connect, reconnect, choose business, disconnect)."""
+
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        if puppet.current_session() is not None:
+            raise SignInNotInPuppetSession()
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _sage_connection(branch):
+    connection = pages.branch_connection(branch)
+    return connection if connection is not None and connection.provider == Provider.SAGE else None
+
+
+def _page_url(branch_id: int, **args) -> str:
+    return url_for("sage.branch", branch_id=branch_id, **args)
+
+
+@bp.get("/branches/<int:branch_id>")
+@customer_required
+def branch(branch_id: int):
+    """Everything about the branch's Sage connection on one page."""
+    branch = branch_for(current_user, branch_id)
+    connection = pages.branch_connection(branch)
+    args = request.args
+    records = pages.records(branch.id, args.get("kind", "contacts"), args.get("state", "open"),
+                            args.get("q", ""), args.get("page", 1, type=int))
+    if request.headers.get("HX-Request") and args.get("part") == "records":
+        return render_template("integrations/sage/_records.html", branch=branch, records=records)
+    voidable = pages.voidable_invoices(branch.id, args.get("vq", ""), args.get("vpage", 1, type=int))
+    if request.headers.get("HX-Request") and args.get("part") == "voidable":
+        return render_template("integrations/sage/_voidable.html", branch=branch, voidable=voidable)
+    return render_template(
+        "integrations/sage/branch.html",
+        branch=branch,
+        connection=connection,
+        sage=connection if connection is not None and connection.provider == Provider.SAGE else None,
+        tokens=pages.token_health(connection),
+        last_jobs=pages.last_jobs_by_kind(branch.id),
+        running=pages.running_jobs(branch.id),
+        history=pages.job_history(branch.id),
+        counts=pages.record_counts(branch.id),
+        records=records,
+        voidable=voidable,
+        mappings=pages.mappings(connection),
+        kind_labels=pages.KIND_LABELS,
+    )
+
+
+@bp.post("/branches/<int:branch_id>/connect")
+@customer_required
+@customer_signs_in
+def connect(branch_id: int):
+    """Send the customer to Sage to sign in for this branch (connect and reconnect)."""
+    branch = branch_for(current_user, branch_id)
+    try:
+        url = sage_connect.start(current_user, branch, session.get("sid", ""))
+    except sage_connect.ConnectRefused as refused:
+        flash(str(refused), "error")
+        return redirect(_page_url(branch.id))
+    return redirect(url)
+
+
+@bp.get("/callback")
+@customer_required
+@customer_signs_in
+def callback():
+    """Sage's redirect back: check the state, store the branch's tokens, then pick the business."""
+    try:
+        connection = sage_connect.finish(
+            current_user, session.get("sid", ""), state=request.args.get("state"),
+            code=request.args.get("code"), error=request.args.get("error"))
+    except sage_connect.ConnectRefused as refused:
+        return render_template("integrations/sage/refused.html", message=str(refused)), 400
+    if connection.sage_business_id is None:
+        return redirect(url_for("sage.choose_business", branch_id=connection.branch_id))
+    flash(f"Connected to Sage ({connection.sage_business_name}).", "success")
+    return redirect(_page_url(connection.branch_id))
+
+
+@bp.route("/branches/<int:branch_id>/business", methods=["GET", "POST"])
+@customer_required
+@customer_signs_in
+def choose_business(branch_id: int):
+    """Pick which Sage business the branch uses; warns before Sage ids would be cleared."""
+    branch = branch_for(current_user, branch_id)
+    connection = _sage_connection(branch)
+    if connection is None or not connection.is_active or connection.access_token_enc is None:
+        flash("Connect this branch to Sage first.", "error")
+        return redirect(_page_url(branch.id))
+    try:
+        businesses = sage_connect.list_businesses(connection)
+    except sage_connect.ConnectRefused as refused:
+        return render_template("integrations/sage/refused.html", message=str(refused)), 502
+    chosen = request.form.get("business_id") if request.method == "POST" else None
+    needs_confirmation = False
+    if chosen:
+        try:
+            cleared = sage_connect.choose_business(connection, chosen, businesses,
+                                                   confirmed=request.form.get("confirm") == "yes")
+        except sage_connect.BusinessChoiceNeedsConfirmation:
+            needs_confirmation = True
+        except sage_connect.ConnectRefused as refused:
+            flash(str(refused), "error")
+        else:
+            note = f" {cleared} Sage ids from the previous business were cleared." if cleared else ""
+            flash(f"This branch now uses the Sage business {connection.sage_business_name}.{note}", "success")
+            return redirect(_page_url(branch.id))
+    status = 409 if needs_confirmation else 200
+    return render_template("integrations/sage/choose_business.html", branch=branch, connection=connection,
+                           businesses=businesses, chosen=chosen, needs_confirmation=needs_confirmation), status
+
+
+@bp.route("/branches/<int:branch_id>/disconnect", methods=["GET", "POST"])
+@customer_required
+@customer_signs_in
+def disconnect(branch_id: int):
+    """Confirm, then revoke Sage's token and disconnect the branch (its data and Sage ids are kept)."""
+    branch = branch_for(current_user, branch_id)
+    connection = _sage_connection(branch)
+    if connection is None or not connection.is_active:
+        flash("This branch is not connected to Sage.", "info")
+        return redirect(_page_url(branch.id))
+    if request.method == "GET":
+        return render_template("integrations/sage/disconnect.html", branch=branch, connection=connection)
+    revoked = sage_connect.disconnect(connection)
+    flash("Disconnected from Sage. Contacts, invoices and their Sage ids are kept." if revoked else
+          "Disconnected here, but Sage did not confirm the revocation; the tokens were deleted anyway.",
+          "success" if revoked else "warning")
+    return redirect(_page_url(branch.id))
+
+
+@bp.post("/branches/<int:branch_id>/sync/<kind>")
+@customer_required
+def sync_now(branch_id: int, kind: str):
+    """Start a contact or invoice sync job (also for support in a puppet session, audited)."""
+    branch = branch_for(current_user, branch_id)
+    if kind not in SYNC_JOBS:
+        abort(404)
+    job_kind, func, description = SYNC_JOBS[kind]
+    return _start_job(branch, job_kind, func, description, args=(branch.id,), params={"what": kind})
+
+
+@bp.route("/branches/<int:branch_id>/invoices/<int:invoice_id>/void", methods=["GET", "POST"])
+@customer_required
+def void(branch_id: int, invoice_id: int):
+    """Show what will be voided and ask for a reason; on confirmation start the void job."""
+    branch = branch_for(current_user, branch_id)
+    invoice = sync.find_invoice_unscoped(branch.id, invoice_id)
+    if invoice is None:
+        abort(404)
+    error = None
+    if request.method == "POST":
+        reason = (request.form.get("reason") or "").strip()
+        if not reason:
+            error = "Give a reason: Sage records it on the voided invoice."
+        elif len(reason) > VOID_REASON_MAX:
+            error = f"Keep the reason under {VOID_REASON_MAX} characters."
+        else:
+            return _start_job(branch, sync.KIND_VOID, "jobs.sage.void_invoice",
+                              f"Void invoice {invoice.number} in Sage", args=(branch.id, invoice.id, reason),
+                              params={"invoice_id": invoice.id, "reason": reason})
+    return render_template("integrations/sage/void_confirm.html", branch=branch, invoice=invoice, error=error,
+                           connection=_sage_connection(branch),
+                           already_void=invoice.status == InvoiceStatus.VOID), 400 if error else 200
+
+
+def _start_job(branch, kind: str, func: str, description: str, *, args: tuple, params: dict):
+    puppeteer = puppet.current_puppeteer()
+    puppet_session = puppet.current_session()
+    if puppet_session is not None:
+        params = {**params, "puppet_session_id": puppet_session.id}
+    try:
+        job = enqueue(kind, func, branch=branch, requested_by=current_user, puppeteer=puppeteer,
+                      description=description, args=args, params=params)
+    except JobAlreadyRunning as running:
+        job, message = running.existing, str(running)
+        if request.headers.get("HX-Request") and job is not None:
+            return _progress(job), 409
+        flash(message, "info")
+        return redirect(_page_url(branch.id))
+    except JobRefused as refused:
+        flash(str(refused), "error")
+        return redirect(_page_url(branch.id))
+    who = f" by support ({puppeteer.email}) for {current_user.email}" if puppeteer else ""
+    audit.record(f"{kind}_requested", f"{description} requested{who}", branch=branch,
+                 details={"job_id": job.id, **{k: v for k, v in params.items() if k != "reason"},
+                          "requested_by_id": current_user.id,
+                          "puppeteer_id": puppeteer.id if puppeteer else None})
+    db.session.commit()
+    if request.headers.get("HX-Request"):
+        return _progress(job), 202
+    flash(f"{description}: started. Its progress is shown below.", "success")
+    return redirect(_page_url(branch.id))
+
+
+def _progress(job):
+    return render_template("_job_progress.html", job=job, progress=live_progress(job))
+
+
+@bp.app_template_global("sage_age")
+def _sage_age(moment):
+    """'4 minutes' since `moment` (token age on cards and pages)."""
+    return pages.describe_age(moment)
+
+
+@bp.app_template_global("sage_days_left")
+def _sage_days_left(moment):
+    """Whole days until `moment` (re-authenticate within N days)."""
+    return pages.TokenHealth(None, None, moment).days_left
