@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 def register(app: Flask) -> None:
     """Register every blueprint and the error handlers."""
+    from portal.checklists.views import bp as checklists_bp
     from portal.customer.views import bp as customer_bp
     from portal.health import bp as health_bp
     from portal.integrations.sage.views import bp as sage_bp
@@ -21,7 +22,7 @@ def register(app: Flask) -> None:
     from portal.job_views import bp as jobs_bp
     from portal.support.views import bp as support_bp
 
-    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, sage_one_aus_bp, sage_bp):
+    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, sage_one_aus_bp, sage_bp, checklists_bp):
         app.register_blueprint(blueprint)
 
     puppet.init_app(app)

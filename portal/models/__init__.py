@@ -2,6 +2,7 @@
 from portal.models.accounts import Branch, Business, Role, User, find_user_by_email
 from portal.models.audit import AuditEvent, AuditLogIsAppendOnly, PuppetSession
 from portal.models.base import SoftDeleteMixin, unscoped, utcnow
+from portal.models.checklists import ChecklistRun, ChecklistStepResult, RunOutcome, RunStatus
 from portal.models.connections import Connection, ConnectionState, Provider, SyncOutcome
 from portal.models.jobs import ACTIVE_STATUSES, Job, JobStatus
 from portal.models.ledger import (
@@ -19,6 +20,8 @@ __all__ = [
     "AuditEvent",
     "AuditLogIsAppendOnly",
     "Branch",
+    "ChecklistRun",
+    "ChecklistStepResult",
     "Business",
     "Connection",
     "ConnectionState",
@@ -32,6 +35,8 @@ __all__ = [
     "Provider",
     "PuppetSession",
     "Role",
+    "RunOutcome",
+    "RunStatus",
     "SageAccountMapping",
     "SoftDeleteMixin",
     "SyncOutcome",

@@ -1,0 +1,1 @@
+"""Guided troubleshooting checklists: scenarios as data, read-only checks, runs with outcomes."""
