@@ -1,0 +1,47 @@
+"""A customer connects a branch to Sage on the sandbox's consent page, syncs, and voids an invoice."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import factories
+from tests.browser.conftest import sign_in
+from tests.integrations.sage.conftest import SOLO_BUSINESS
+
+pytestmark = pytest.mark.browser
+
+
+def test_customer_connects_sage_syncs_and_voids_an_invoice(app, sandbox, page, live_worker):
+    business = factories.business("Harbour Auto", branches=("Sydney",))
+    owner = factories.customer(business, email="owner@harbour-auto.test")
+    branch = business.branches[0]
+    contacts = factories.contacts(branch, 3)
+    invoice = factories.invoice(branch, contacts[0], amount="220.00")
+
+    sign_in(page, owner.email, factories.PASSWORD)
+    page.get_by_role("button", name="Connect Sage").click()
+    # The sandbox's own consent page, as Sage shows it.
+    page.get_by_label("Email").fill("solo@harbour-auto.test")
+    page.get_by_label("Password").fill("sandbox-password")
+    page.get_by_role("button", name="Allow").click()
+
+    expect(page.get_by_text("Connected to Sage (Solo Tyres & Exhausts).")).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("Sydney · Sage"))).to_be_visible()
+    expect(page.get_by_text("Token age")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"re-authenticate within 3[01] days"))).to_be_visible()
+
+    page.get_by_role("button", name="Sync contacts").click()
+    expect(page.get_by_text("Sent 3 contacts to Sage: 3 created")).to_be_visible(timeout=20_000)
+    page.get_by_role("button", name="Sync invoices").click()
+    expect(page.get_by_text("Sent 1 invoices to Sage: 1 created")).to_be_visible(timeout=20_000)
+    assert len(sandbox.state.businesses[SOLO_BUSINESS].contacts) == 3
+
+    page.reload()
+    page.get_by_role("link", name="Void…").click()
+    expect(page.get_by_role("heading", name=f"Void invoice {invoice.number} in Sage?")).to_be_visible()
+    page.get_by_label("Reason").fill("Raised against the wrong customer")
+    page.get_by_role("button", name=f"Void invoice {invoice.number}").click()
+    expect(page.get_by_text(f"Invoice {invoice.number} is now void in Sage.").first).to_be_visible(timeout=20_000)
+    in_sage = list(sandbox.state.businesses[SOLO_BUSINESS].invoices.values())
+    assert in_sage[0]["status_id"] == "VOID"
+    assert in_sage[0]["void_reason"] == "Raised against the wrong customer"
