@@ -30,17 +30,18 @@ def _puppet_refused(error: puppet.PuppetReadOnly):
     return render_template(template, message=error.description), 403
 
 
-def puppet_checklist_url() -> str | None:
+def puppet_checklist_url(branch_id: int | None = None) -> str | None:
     """The support checklist for "can't authenticate Sage One AUS while puppeted", if it exists yet."""
     try:
-        return url_for("checklists.start", scenario="sage-one-aus-puppet-auth")
+        return url_for("checklists.start", scenario="sage-one-aus-puppet-auth", branch_id=branch_id)
     except BuildError:
         return None
 
 
 @bp.context_processor
 def _page_context() -> dict:
-    return {"puppet_checklist_url": puppet_checklist_url(), "puppet_refusal": credentials.PUPPET_REFUSAL}
+    branch_id = (request.view_args or {}).get("branch_id")
+    return {"puppet_checklist_url": puppet_checklist_url(branch_id), "puppet_refusal": credentials.PUPPET_REFUSAL}
 
 
 def _branch(branch_id: int):

@@ -118,6 +118,8 @@ def test_the_connect_page_explains_why_support_cannot_authenticate(puppeting, cl
     assert "can't be authenticated in a puppet session" in body
     assert "customer" in body and "themselves" in body
     assert 'name="password"' not in body
+    if "checklists.start" in client.application.view_functions:
+        assert "/support/checklists/start?scenario=sage-one-aus-puppet-auth" in body
 
 
 def test_the_branch_page_is_visibly_read_only(puppeting, client):
