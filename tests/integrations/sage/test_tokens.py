@@ -51,7 +51,7 @@ def test_a_fresh_access_token_is_used_without_refreshing(client, auth, workshop,
 def test_two_workers_refreshing_at_once_use_one_refresh_token(client, auth, workshop, sandbox, app):
     auth.login(workshop.owner)
     connect(client, sandbox, workshop.head_office_id)
-    conn = _expire_soon(workshop)
+    connection_id = _expire_soon(workshop).id  # read here: the threads must not touch the test's session
     sandbox.state.set_latency(300)  # keep the first refresh in flight while the second worker asks
     results, errors = [], []
     barrier = threading.Barrier(2)
@@ -60,7 +60,7 @@ def test_two_workers_refreshing_at_once_use_one_refresh_token(client, auth, work
         with app.app_context():
             try:
                 barrier.wait()
-                results.append(tokens.access_token(conn.id))
+                results.append(tokens.access_token(connection_id))
             except Exception as exc:  # collected and asserted below
                 errors.append(exc)
             finally:

@@ -1,0 +1,297 @@
+"""Benchmark the Sage contact sync (not a test): `make bench-sync`.
+
+Everything runs locally: a private Redis, a scratch SQLite database, the Sage sandbox in this
+process, and real portal workers as subprocesses (`--worker` mode below: one RQ SimpleWorker in
+burst mode that prints its own peak memory).
+
+1. Throughput: a bare loop POSTs the same contact bodies to the sandbox (rate limiting off), then
+   the sandbox is reset and a worker syncs the same contacts; prints contacts/second of each and
+   the ratio (target ≥ 0.8).
+2. Memory: the worker's peak RSS (ru_maxrss) syncing N contacts vs 10×N (target < 1.5×).
+3. Rate limit: the sandbox and the portal both limit the Sage business to R requests a minute;
+   two workers sync two branches of that business at once. Prints the sustained rate as a share
+   of R (target ≥ 0.95) and how many 429s Sage answered (target 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from devtools.redis_server import start_private_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SAGE_USER = "solo@harbour-auto.test"
+QUEUE = "portal-bench"
+
+
+# --- The worker subprocess --------------------------------------------------------------------------
+
+
+def run_worker() -> None:
+    """`--worker`: drain the queue once with a SimpleWorker, then print peak memory as JSON."""
+    from portal import create_app
+    from portal.worker import build_worker
+
+    app = create_app()
+    build_worker(app, simple=True).work(burst=True, logging_level="WARNING")
+    print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+
+
+# --- The bench ----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, workdir: Path):
+        from sage_sandbox.testing import start_sandbox
+
+        self.redis = start_private_redis()
+        self.database_url = f"sqlite:///{workdir / 'bench.db'}"
+        self.sandbox = start_sandbox({"SANDBOX_SAGE_RATE_LIMIT": 0})
+        self.settings = {
+            "ENV_NAME": "test",
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis.url,
+            "RQ_QUEUE": QUEUE,
+            "SAGE_AUTH_URL": f"{self.sandbox.url}/oauth2/auth/central",
+            "SAGE_TOKEN_URL": f"{self.sandbox.url}/token",
+            "SAGE_REVOKE_URL": f"{self.sandbox.url}/revoke",
+            "SAGE_API_URL": f"{self.sandbox.url}/v3.1",
+            "SAGE_RATE_LIMIT_PER_MINUTE": 0,
+            "HTTP_TIMEOUT_SECONDS": 15.0,
+        }
+        from portal import create_app
+
+        self.app = create_app(dict(self.settings))
+        with self.app.app_context():
+            from flask_migrate import upgrade
+
+            upgrade()
+
+    def close(self) -> None:
+        self.sandbox.stop()
+        self.redis.stop()
+
+    def business_id(self) -> str:
+        from sage_sandbox.seed import hex_id
+
+        return hex_id("business", "Solo Tyres & Exhausts")
+
+    # --- data
+
+    def branch_with_contacts(self, name: str, count: int) -> int:
+        """A branch connected to the sandbox's Solo business, with `count` pending contacts."""
+        from portal.extensions import db
+        from portal.integrations.sage.client import TokenSet
+        from portal.integrations.sage.tokens import store_tokens
+        from portal.models import Branch, Business, Connection, ConnectionState, Contact, Provider
+
+        with self.app.app_context():
+            business = Business(name=f"Bench {name}")
+            branch = Branch(name=name, is_head_office=True)
+            business.branches.append(branch)
+            db.session.add(business)
+            db.session.flush()
+            connection = Connection(branch_id=branch.id, provider=Provider.SAGE, state=ConnectionState.CONNECTED,
+                                    sage_business_id=self.business_id(), sage_business_name="Solo",
+                                    ids_sage_business_id=self.business_id())
+            db.session.add(connection)
+            db.session.flush()
+            tokens = self.sandbox.state.issue_tokens(SAGE_USER)
+            store_tokens(connection, TokenSet(tokens["access_token"], tokens["refresh_token"],
+                                              tokens["expires_in"], tokens["refresh_token_expires_in"]))
+            db.session.commit()
+            prefix = name[:2].upper()
+            for start in range(0, count, 5000):
+                db.session.execute(db.insert(Contact), [
+                    {"branch_id": branch.id, "name": f"Bench Contact {n}", "email": f"c{n}@bench.test",
+                     "reference": f"{prefix}{n:07d}"} for n in range(start, min(count, start + 5000))])
+                db.session.commit()
+            return branch.id
+
+    def reset_sandbox(self, per_minute: int | None, *branch_ids: int) -> None:
+        """Empty the sandbox and give the branches fresh tokens (a reset forgets every token)."""
+        from portal.extensions import db
+        from portal.integrations.sage.client import TokenSet
+        from portal.integrations.sage.tokens import store_tokens
+        from portal.models import Connection
+
+        self.sandbox.state.reset()
+        self.sandbox.state.set_sage_rate_limit(per_minute)
+        with self.app.app_context():
+            for branch_id in branch_ids:
+                connection = db.session.scalar(db.select(Connection).where(Connection.branch_id == branch_id))
+                tokens = self.sandbox.state.issue_tokens(SAGE_USER)
+                store_tokens(connection, TokenSet(tokens["access_token"], tokens["refresh_token"],
+                                                  tokens["expires_in"], tokens["refresh_token_expires_in"]))
+            db.session.commit()
+
+    def contact_bodies(self, branch_id: int):
+        from portal.extensions import db
+        from portal.integrations.sage.sync import contact_body
+        from portal.models import Contact
+
+        with self.app.app_context():
+            for contact in db.session.scalars(db.select(Contact).where(Contact.branch_id == branch_id)
+                                              .order_by(Contact.id).execution_options(yield_per=1000)):
+                yield contact_body(contact)
+
+    def enqueue_sync(self, branch_id: int) -> str:
+        from portal.extensions import db
+        from portal.jobqueue import enqueue
+        from portal.models import Branch
+
+        with self.app.app_context():
+            job = enqueue("sage.sync_contacts", "jobs.sage.sync_contacts", branch=db.session.get(Branch, branch_id),
+                          requested_by=None, description="Bench sync", args=(branch_id,))
+            return job.id
+
+    def job(self, job_id: str):
+        from portal.extensions import db
+        from portal.models import Job
+
+        with self.app.app_context():
+            row = db.session.get(Job, job_id)
+            db.session.expunge(row)
+            return row
+
+    # --- workers
+
+    def start_worker(self, extra: dict | None = None) -> subprocess.Popen:
+        env = dict(os.environ, PORTAL_ENV="test")
+        for key, value in {**self.settings, **(extra or {})}.items():
+            if key != "ENV_NAME":
+                env[f"PORTAL_{key}"] = str(value)
+        return subprocess.Popen([sys.executable, "-m", "devtools.bench_sync", "--worker"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def finish_worker(process: subprocess.Popen) -> dict:
+        out, _ = process.communicate(timeout=1800)
+        return json.loads(out.strip().splitlines()[-1])
+
+    # --- measurements
+
+    def bare_loop(self, branch_id: int) -> tuple[int, float]:
+        """POST the branch's contact bodies one after another, as a minimal client would."""
+        tokens = self.sandbox.state.issue_tokens(SAGE_USER)
+        http = requests.Session()
+        headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Business": self.business_id()}
+        bodies = list(self.contact_bodies(branch_id))
+        started = time.perf_counter()
+        for body in bodies:
+            response = http.post(f"{self.sandbox.url}/v3.1/contacts", json={"contact": body}, headers=headers,
+                                 timeout=15)
+            if response.status_code != 201:
+                raise RuntimeError(f"bare POST answered {response.status_code}")
+        return len(bodies), time.perf_counter() - started
+
+    def portal_sync(self, branch_id: int) -> tuple[dict, float, dict]:
+        job_id = self.enqueue_sync(branch_id)
+        memory = self.finish_worker(self.start_worker())
+        job = self.job(job_id)
+        if job.status.value != "finished":
+            raise RuntimeError(f"sync failed: {job.error}")
+        return job.result, (job.ended_at - job.started_at).total_seconds(), memory
+
+    def throughput_and_memory(self, small: int, large: int) -> dict:
+        branch = self.branch_with_contacts("Throughput", small)
+        count, bare_seconds = self.bare_loop(branch)
+        self.reset_sandbox(None, branch)
+        result, sync_seconds, memory_small = self.portal_sync(branch)
+        assert result["created"] == count, result
+        figures = {"contacts": count, "bare_per_second": count / bare_seconds,
+                   "portal_per_second": count / sync_seconds, "maxrss_small_kb": memory_small["maxrss_kb"]}
+        figures["ratio"] = figures["portal_per_second"] / figures["bare_per_second"]
+        if large:
+            self.reset_sandbox(None)
+            big = self.branch_with_contacts("Memory", large)
+            result, big_seconds, memory_large = self.portal_sync(big)
+            assert result["created"] == large, result
+            figures.update(large=large, maxrss_large_kb=memory_large["maxrss_kb"],
+                           large_per_second=large / big_seconds,
+                           memory_ratio=memory_large["maxrss_kb"] / memory_small["maxrss_kb"])
+        return figures
+
+    def rate_share(self, per_minute: int, windows: int) -> dict:
+        """Two workers, two branches of one Sage business, both limited to R a minute."""
+        self.reset_sandbox(per_minute)
+        target = per_minute * (windows + 1)
+        branches = [self.branch_with_contacts(name, target) for name in ("Rate One", "Rate Two")]
+        for branch in branches:
+            self.enqueue_sync(branch)
+        workers = [self.start_worker({"SAGE_RATE_LIMIT_PER_MINUTE": per_minute}) for _ in branches]
+        business = self.sandbox.state.businesses[self.business_id()]
+        first = last = None
+        seen = 0
+        deadline = time.monotonic() + 60 * (windows + 3)
+        try:
+            while seen < target and time.monotonic() < deadline:
+                time.sleep(0.02)
+                with self.sandbox.state.lock:
+                    seen = business.requests
+                if seen and first is None:
+                    first = time.monotonic()
+                if seen:
+                    last = time.monotonic()
+        finally:
+            for worker in workers:
+                worker.kill()
+                worker.wait()
+        with self.sandbox.state.lock:
+            answered = business.requests
+            total = self.sandbox.state.counters["v3.1"]
+        # A moving window lets the first R through at once; the sustained rate is what follows.
+        sustained = (seen - per_minute) / ((last - first) / 60) if last and first and last > first else 0.0
+        return {"per_minute": per_minute, "requests": seen, "seconds": last - first if first else 0,
+                "sustained_per_minute": sustained, "share": sustained / per_minute,
+                "too_many_requests": total - answered}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench_sync")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=100_000, help="contacts for the memory comparison (0 skips)")
+    parser.add_argument("--rate", type=int, default=120, help="R, requests per minute (0 skips)")
+    parser.add_argument("--windows", type=int, default=2, help="full minutes measured after the first burst")
+    args = parser.parse_args(argv)
+    if args.worker:
+        run_worker()
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as workdir:
+        bench = Bench(Path(workdir))
+        try:
+            figures = bench.throughput_and_memory(args.contacts, args.large)
+            print(f"Throughput, {figures['contacts']} contacts, sandbox limit off:")
+            print(f"  bare loop of POSTs   {figures['bare_per_second']:8.0f} contacts/s")
+            print(f"  portal sync (worker) {figures['portal_per_second']:8.0f} contacts/s")
+            print(f"  ratio                {figures['ratio']:8.2f}   (target >= 0.8)")
+            print(f"Worker peak memory (ru_maxrss): {figures['maxrss_small_kb'] / 1024:.0f} MiB for "
+                  f"{figures['contacts']} contacts", end="")
+            if "memory_ratio" in figures:
+                print(f", {figures['maxrss_large_kb'] / 1024:.0f} MiB for {figures['large']} "
+                      f"({figures['large_per_second']:.0f} contacts/s): {figures['memory_ratio']:.2f}x (target < 1.5x)")
+            else:
+                print()
+            if args.rate:
+                rate = bench.rate_share(args.rate, args.windows)
+                print(f"Rate limit R={rate['per_minute']}/min, two workers, one Sage business:")
+                print(f"  {rate['requests']} requests in {rate['seconds']:.1f} s: sustained "
+                      f"{rate['sustained_per_minute']:.1f}/min = {rate['share']:.3f} of R (target >= 0.95)")
+                print(f"  429 answers from Sage: {rate['too_many_requests']} (target 0)")
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
+    main()
