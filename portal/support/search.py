@@ -16,6 +16,7 @@ from portal.support import health
 
 PER_PAGE = 20
 MAX_QUERY_LENGTH = 100
+MAX_MATCHES = 200
 
 
 @dataclass
@@ -40,6 +41,7 @@ class SearchPage:
     page: int
     total: int
     results: list[CustomerResult]
+    capped: bool = False  # more than MAX_MATCHES matched; `total` counts only the first ones
 
     @property
     def pages(self) -> int:
@@ -67,22 +69,34 @@ def _pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def _contains(column, pattern: str):
+    # SQLite's LIKE already ignores ASCII case; ILIKE's lower() on both sides would only add cost
+    # to a scan that must read every row anyway. PostgreSQL needs ILIKE.
+    if db.engine.dialect.name == "sqlite":
+        return column.like(pattern, escape="\\")
+    return column.ilike(pattern, escape="\\")
+
+
 def matching_business_ids(query: str, health_filter: health.HealthFilter | None, ctx: health.HealthContext):
     """A select of the ids of businesses matching the text and the health filter."""
     stmt = select(Business.id)
     if query:
         p = _pattern(query)
+        # Each name is matched on its own index (`SELECT id … WHERE name LIKE`), which the database
+        # scans instead of the much wider table rows; only the matches are then looked up.
         text_matches = union(
-            select(Business.id).where(Business.name.ilike(p, escape="\\")),
-            select(Branch.business_id).where(Branch.name.ilike(p, escape="\\")),
+            select(Business.id).where(_contains(Business.name, p)),
+            select(Branch.business_id).where(Branch.id.in_(select(Branch.id).where(_contains(Branch.name, p)))),
             select(User.business_id).where(
-                User.role == Role.CUSTOMER, User.business_id.is_not(None), User.email.ilike(p, escape="\\")
+                User.id.in_(select(User.id).where(_contains(User.email, p))),
+                User.role == Role.CUSTOMER,
+                User.business_id.is_not(None),
             ),
             select(Branch.business_id).join(Connection, Connection.branch_id == Branch.id).where(
-                or_(
-                    Connection.sage_business_name.ilike(p, escape="\\"),
-                    Connection.sage_one_company_name.ilike(p, escape="\\"),
-                )
+                Connection.id.in_(union(
+                    select(Connection.id).where(_contains(Connection.sage_business_name, p)),
+                    select(Connection.id).where(_contains(Connection.sage_one_company_name, p)),
+                ))
             ),
         )
         stmt = stmt.where(Business.id.in_(text_matches))
@@ -103,22 +117,42 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
     query = (query or "").strip()[:MAX_QUERY_LENGTH]
     ctx = ctx or health.context()
     health_filter = health.get_filter(health_key)
-    ids = matching_business_ids(query, health_filter, ctx)
-    total = db.session.scalar(select(func.count()).select_from(ids.subquery()))
-    page = max(1, min(page, max(1, -(-total // PER_PAGE))))
+    if query or health_filter is not None:
+        # A substring match reads every name once: do it in one query that returns the ordered
+        # ids, then count and slice them here, rather than matching twice (count, then page).
+        # Capped: a query typed one letter at a time matches most customers at first, and nobody
+        # pages through thousands of results; the page says to keep typing instead.
+        ids = db.session.scalars(
+            matching_business_ids(query, health_filter, ctx)
+            .order_by(Business.name, Business.id)
+            .limit(MAX_MATCHES + 1)
+        ).all()
+        capped = len(ids) > MAX_MATCHES
+        ids = ids[:MAX_MATCHES]
+        total = len(ids)
+        page = max(1, min(page, max(1, -(-total // PER_PAGE))))
+        page_ids = ids[(page - 1) * PER_PAGE: page * PER_PAGE]
+        where = Business.id.in_(page_ids)
+    else:
+        capped = False
+        # Everyone, alphabetically: the name index gives the order, so only one page is read.
+        total = db.session.scalar(select(func.count(Business.id)))
+        page = max(1, min(page, max(1, -(-total // PER_PAGE))))
+        page_ids = db.session.scalars(
+            select(Business.id).order_by(Business.name, Business.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+        ).all()
+        where = Business.id.in_(page_ids)
     businesses = db.session.scalars(
         select(Business)
-        .where(Business.id.in_(ids))
-        .order_by(func.lower(Business.name), Business.id)
-        .limit(PER_PAGE)
-        .offset((page - 1) * PER_PAGE)
+        .where(where)
+        .order_by(Business.name, Business.id)
         .options(selectinload(Business.branches).selectinload(Branch.connection))
-    ).all()
+    ).all() if page_ids else []
     emails: dict[int, list[str]] = {}
     if businesses:
         for business_id, email in db.session.execute(
             select(User.business_id, User.email)
-            .where(User.business_id.in_([b.id for b in businesses]), User.role == Role.CUSTOMER)
+            .where(User.business_id.in_(page_ids), User.role == Role.CUSTOMER)
             .order_by(User.email)
         ):
             emails.setdefault(business_id, []).append(email)
@@ -130,4 +164,4 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
         )
         for b in businesses
     ]
-    return SearchPage(query, health_filter, ctx, page, total, results)
+    return SearchPage(query, health_filter, ctx, page, total, results, capped)

@@ -181,3 +181,14 @@ def test_an_empty_search_says_what_to_try(seeded, client, auth):
     auth.login(factories.support())
     body = client.get("/support/?q=zzz-nothing", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "No customers match" in body and "user's email" in body
+
+
+def test_a_very_broad_search_is_capped_and_asks_for_more_letters(app, client, auth, monkeypatch):
+    monkeypatch.setattr(search, "MAX_MATCHES", 3)
+    for n in range(5):
+        factories.business(f"Broad Motors {n}")
+    found = search.search("broad")
+    assert found.capped and found.total == 3 and len(found.results) == 3
+    auth.login(factories.support())
+    body = client.get("/support/?q=broad", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "More than 3 customers" in body and "keep typing" in body
