@@ -59,6 +59,8 @@ class Config:
     KEY_SCRYPT_N = 2**15
     # How long a private key sealed into a job stays openable by the worker.
     JOB_SEAL_SECONDS = 300
+    # How long the support console's health counts may be reused (the page shows their age); 0: never.
+    SUPPORT_OVERVIEW_CACHE_SECONDS = 15
     DEMO_DATA_ALLOWED = False
     TESTING = False
 
@@ -135,6 +137,7 @@ class TestConfig(DevelopmentConfig):
     TESTING = True
     KEY_SCRYPT_N = 2**12
     PASSWORD_HASH_METHOD = "scrypt:4096:8:1"
+    SUPPORT_OVERVIEW_CACHE_SECONDS = 0  # tests see every change at once; the cache has its own test
 
 
 class ProductionConfig(Config):

@@ -4,6 +4,7 @@ from portal.models.audit import AuditEvent, AuditLogIsAppendOnly, PuppetSession
 from portal.models.base import SoftDeleteMixin, unscoped, utcnow
 from portal.models.checklists import ChecklistRun, ChecklistStepResult, RunOutcome, RunStatus
 from portal.models.connections import Connection, ConnectionState, Provider, SyncOutcome
+from portal.models.customer_search import CustomerSearch
 from portal.models.jobs import ACTIVE_STATUSES, Job, JobStatus
 from portal.models.ledger import (
     Contact,
@@ -27,6 +28,7 @@ __all__ = [
     "ConnectionState",
     "Contact",
     "ContactKind",
+    "CustomerSearch",
     "Invoice",
     "InvoiceLine",
     "InvoiceStatus",

@@ -1,17 +1,19 @@
 """Find customers: by business, branch, user email or Sage business / Sage One company name.
 
-A page of results costs a fixed number of queries whatever the data size: one count, one page of
-business ids, then the branches, connections and users of just that page.
+A page of results costs a fixed number of queries whatever the data size: one page of business ids
+(with a count), then the names, branches with their connections, and users of just that page,
+loading only the columns the page shows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select, union
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Connection as DBConnection
+from sqlalchemy import Row, bindparam, false, func, select
 
 from portal.extensions import db
-from portal.models import Branch, Business, Connection, Role, User
+from portal.models import Branch, Business, Connection, CustomerSearch, Role, User
+from portal.models.customer_search import SEPARATOR, searchable
 from portal.support import health
 
 PER_PAGE = 20
@@ -19,16 +21,44 @@ MAX_QUERY_LENGTH = 100
 MAX_MATCHES = 200
 
 
+_PAGE_IDS = bindparam("business_ids", expanding=True)
+# One row per branch of the listed businesses: the branch's columns, then what a result shows of
+# its connection and what the health flags read (never the wide rest: tokens, keys, bookkeeping).
+# Built once, run as plain Core statements: only the ids change from page to page.
+_BRANCHES = (
+    select(
+        Branch.business_id, Branch.name, Branch.is_head_office, Connection.id.label("connection_id"),
+        Connection.provider, Connection.state, Connection.sage_business_name, Connection.sage_one_company_name,
+        Connection.connected_at, Connection.last_successful_sync_at, Connection.last_sync_outcome,
+        Connection.rate_limited_until, Connection.mass_resync_started_at, Connection.refresh_token_expires_at,
+    )
+    .outerjoin(Connection, Connection.branch_id == Branch.id)
+    .where(Branch.business_id.in_(_PAGE_IDS))
+    .order_by(Branch.id)
+)
+_CUSTOMER_EMAILS = (
+    select(User.business_id, User.email)
+    .where(User.business_id.in_(_PAGE_IDS), User.role == Role.CUSTOMER)
+    .order_by(User.email)
+)
+
+
+@dataclass(frozen=True)
+class BusinessSummary:
+    id: int
+    name: str
+
+
 @dataclass
 class BranchResult:
-    branch: Branch
-    connection: Connection | None
+    branch: Row  # a _BRANCHES row: name, is_head_office
+    connection: Row | None  # the same row, read for the connection's columns; None when not connected
     flags: list[health.HealthFilter]
 
 
 @dataclass
 class CustomerResult:
-    business: Business
+    business: BusinessSummary
     branches: list[BranchResult]
     emails: list[str] = field(default_factory=list)
 
@@ -69,40 +99,25 @@ def _pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
-def _contains(column, pattern: str):
-    # SQLite's LIKE already ignores ASCII case; ILIKE's lower() on both sides would only add cost
-    # to a scan that must read every row anyway. PostgreSQL needs ILIKE.
-    if db.engine.dialect.name == "sqlite":
-        return column.like(pattern, escape="\\")
-    return column.ilike(pattern, escape="\\")
-
-
-def matching_business_ids(query: str, health_filter: health.HealthFilter | None, ctx: health.HealthContext):
-    """A select of the ids of businesses matching the text and the health filter."""
-    stmt = select(Business.id)
+def matching_businesses(query: str, health_filter: health.HealthFilter | None, ctx: health.HealthContext):
+    """A select of (id, name) of the businesses matching the text and health filter, in listing order."""
     if query:
-        p = _pattern(query)
-        # Each name is matched on its own index (`SELECT id … WHERE name LIKE`), which the database
-        # scans instead of the much wider table rows; only the matches are then looked up.
-        text_matches = union(
-            select(Business.id).where(_contains(Business.name, p)),
-            select(Branch.business_id).where(Branch.id.in_(select(Branch.id).where(_contains(Branch.name, p)))),
-            select(User.business_id).where(
-                User.id.in_(select(User.id).where(_contains(User.email, p))),
-                User.role == Role.CUSTOMER,
-                User.business_id.is_not(None),
-            ),
-            select(Branch.business_id).join(Connection, Connection.branch_id == Branch.id).where(
-                Connection.id.in_(union(
-                    select(Connection.id).where(_contains(Connection.sage_business_name, p)),
-                    select(Connection.id).where(_contains(Connection.sage_one_company_name, p)),
-                ))
-            ),
-        )
-        stmt = stmt.where(Business.id.in_(text_matches))
+        # One narrow row of lowercased text per business (portal.models.customer_search), scanned
+        # in listing order: a broad query stops after the first matches it needs.
+        business_id = CustomerSearch.business_id
+        stmt = select(business_id, CustomerSearch.name).order_by(CustomerSearch.name, business_id)
+        if SEPARATOR in query:
+            stmt = stmt.where(false())  # no single name or email spans two lines
+        else:
+            stmt = stmt.where(
+                CustomerSearch.haystack.like(_pattern(searchable(query)), escape="\\")
+            )
+    else:
+        business_id = Business.id
+        stmt = select(business_id, Business.name).order_by(Business.name, business_id)
     if health_filter is not None:
         stmt = stmt.where(
-            Business.id.in_(
+            business_id.in_(
                 select(Branch.business_id)
                 .join(Connection, Connection.branch_id == Branch.id)
                 .where(health_filter.sql(ctx))
@@ -117,51 +132,44 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
     query = (query or "").strip()[:MAX_QUERY_LENGTH]
     ctx = ctx or health.context()
     health_filter = health.get_filter(health_key)
+    # Plain Core statements on the session's connection: they read no soft-deletable rows, so the
+    # ORM's per-statement work (loader criteria, entity compilation) would buy nothing here.
+    conn = db.session.connection()
     if query or health_filter is not None:
-        # A substring match reads every name once: do it in one query that returns the ordered
-        # ids, then count and slice them here, rather than matching twice (count, then page).
+        # A substring match reads every search row once: do it in one query that returns the
+        # ordered ids, then count and slice them here, rather than matching twice (count, then page).
         # Capped: a query typed one letter at a time matches most customers at first, and nobody
         # pages through thousands of results; the page says to keep typing instead.
-        ids = db.session.scalars(
-            matching_business_ids(query, health_filter, ctx)
-            .order_by(Business.name, Business.id)
-            .limit(MAX_MATCHES + 1)
-        ).all()
-        capped = len(ids) > MAX_MATCHES
-        ids = ids[:MAX_MATCHES]
-        total = len(ids)
+        matches = conn.execute(matching_businesses(query, health_filter, ctx).limit(MAX_MATCHES + 1)).all()
+        capped = len(matches) > MAX_MATCHES
+        matches = matches[:MAX_MATCHES]
+        total = len(matches)
         page = max(1, min(page, max(1, -(-total // PER_PAGE))))
-        page_ids = ids[(page - 1) * PER_PAGE: page * PER_PAGE]
-        where = Business.id.in_(page_ids)
+        listed = matches[(page - 1) * PER_PAGE: page * PER_PAGE]
     else:
         capped = False
         # Everyone, alphabetically: the name index gives the order, so only one page is read.
-        total = db.session.scalar(select(func.count(Business.id)))
+        total = conn.scalar(select(func.count(Business.id)))
         page = max(1, min(page, max(1, -(-total // PER_PAGE))))
-        page_ids = db.session.scalars(
-            select(Business.id).order_by(Business.name, Business.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+        listed = conn.execute(
+            matching_businesses("", None, ctx).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
         ).all()
-        where = Business.id.in_(page_ids)
-    businesses = db.session.scalars(
-        select(Business)
-        .where(where)
-        .order_by(Business.name, Business.id)
-        .options(selectinload(Business.branches).selectinload(Branch.connection))
-    ).all() if page_ids else []
+    return SearchPage(query, health_filter, ctx, page, total, _results(conn, listed, ctx), capped)
+
+
+def _results(conn: DBConnection, listed: list[Row], ctx: health.HealthContext) -> list[CustomerResult]:
+    """The listed (id, name) businesses with their branches, connections and customer emails."""
+    if not listed:
+        return []
+    ids = {"business_ids": [business_id for business_id, _ in listed]}
+    branches: dict[int, list[BranchResult]] = {}
+    for row in conn.execute(_BRANCHES, ids):
+        connection = row if row.connection_id is not None else None
+        branches.setdefault(row.business_id, []).append(BranchResult(row, connection, health.flags(connection, ctx)))
     emails: dict[int, list[str]] = {}
-    if businesses:
-        for business_id, email in db.session.execute(
-            select(User.business_id, User.email)
-            .where(User.business_id.in_(page_ids), User.role == Role.CUSTOMER)
-            .order_by(User.email)
-        ):
-            emails.setdefault(business_id, []).append(email)
-    results = [
-        CustomerResult(
-            business=b,
-            branches=[BranchResult(br, br.connection, health.flags(br.connection, ctx)) for br in b.branches],
-            emails=emails.get(b.id, []),
-        )
-        for b in businesses
+    for business_id, email in conn.execute(_CUSTOMER_EMAILS, ids):
+        emails.setdefault(business_id, []).append(email)
+    return [
+        CustomerResult(BusinessSummary(business_id, name), branches.get(business_id, []), emails.get(business_id, []))
+        for business_id, name in listed
     ]
-    return SearchPage(query, health_filter, ctx, page, total, results, capped)

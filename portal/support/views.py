@@ -73,7 +73,9 @@ def home():
     )
     if request.htmx and not request.htmx.history_restore_request:
         return render_template("support/_results.html", results=results)
-    return render_template("support/home.html", results=results, overview=health.overview(ctx), ctx=ctx)
+    return render_template(
+        "support/home.html", results=results, overview=health.recent_overview(ctx.stale_hours), ctx=ctx
+    )
 
 
 @bp.get("/customers/<int:business_id>")

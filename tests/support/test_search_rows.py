@@ -1,0 +1,157 @@
+"""The console's search rows follow every write to the searchable fields, and the overview counts
+are reused for a few seconds with their age on the page."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import event, select
+
+from portal.extensions import db
+from portal.models import ConnectionState, CustomerSearch, Provider, Role, customer_search
+from portal.support import search
+from tests import factories
+
+
+def _names(query: str) -> set[str]:
+    return {r.business.name for r in search.search(query).results}
+
+
+def _rows() -> dict[int, tuple[str, str]]:
+    return {r.business_id: (r.name, r.haystack) for r in db.session.scalars(select(CustomerSearch))}
+
+
+@pytest.mark.postgres
+def test_a_new_business_with_branches_users_and_connections_is_found_by_each(app):
+    business = factories.business("Harbour Auto", branches=("Sydney", "Parramatta"))
+    factories.customer(business, email="owner@harbour-auto.test")
+    factories.connection(business.branches[0], sage_business_name="Harbour Holdings Pty Ltd")
+    factories.connection(business.branches[1], Provider.SAGE_ONE_AUS, sage_one_company_name="Westside Wheels")
+    for query in ("harbour auto", "PARRAMATTA", "owner@harbour", "holdings pty", "westside"):
+        assert _names(query) == {"Harbour Auto"}, query
+
+
+@pytest.mark.postgres
+def test_renaming_anything_searchable_moves_the_match_to_the_new_text(app):
+    business = factories.business("Harbour Auto", branches=("Sydney",))
+    user = factories.customer(business, email="owner@harbour-auto.test")
+    connection = factories.connection(business.branches[0], sage_business_name="Harbour Holdings")
+    business.name = "Bayside Motors"
+    business.branches[0].name = "Manly"
+    user.email = "boss@bayside.test"
+    connection.sage_business_name = "Bayside Group"
+    db.session.commit()
+    for old in ("harbour", "sydney", "owner@"):
+        assert _names(old) == set(), old
+    for new in ("bayside motors", "manly", "boss@bayside", "bayside group"):
+        assert _names(new) == {"Bayside Motors"}, new
+
+
+def test_a_user_or_branch_moving_business_is_searchable_only_under_the_new_one(app):
+    first = factories.business("First Tyres", branches=("Alpha",))
+    second = factories.business("Second Tyres", branches=("Beta",))
+    user = factories.customer(first, email="mover@tyres.test")
+    branch = first.branches[0]
+    assert _names("mover@") == {"First Tyres"}
+    user.business_id = second.id
+    branch.business_id = second.id
+    db.session.commit()
+    assert _names("mover@") == {"Second Tyres"}
+    assert _names("alpha") == {"Second Tyres"}
+
+
+def test_support_users_and_disconnected_names_follow_the_same_rules_as_before(app):
+    business = factories.business("Harbour Auto", branches=("Sydney",))
+    user = factories.customer(business, email="owner@harbour-auto.test")
+    factories.connection(business.branches[0], state=ConnectionState.DISCONNECTED, sage_business_name="Old Name Pty")
+    assert _names("old name") == {"Harbour Auto"}  # a disconnected branch keeps its Sage name
+    user.role = Role.SUPPORT
+    db.session.commit()
+    assert _names("owner@harbour") == set()  # only customers' emails are searched
+
+
+def test_a_query_never_matches_across_two_names(app):
+    factories.business("Harbour Auto", branches=("Sydney",))
+    assert _names("auto") == {"Harbour Auto"}
+    assert _names("auto\nsydney") == set()
+    assert _names("auto sydney") == set()
+
+
+def test_unrelated_writes_do_not_rewrite_search_rows(app):
+    business = factories.business("Harbour Auto", branches=("Sydney",))
+    connection = factories.connection(business.branches[0], sage_business_name="Harbour Holdings")
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        connection.state_reason = "Sage asked for a new sign-in"
+        connection.login_failures = 2
+        db.session.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert not [s for s in statements if "customer_search" in s]
+
+
+def test_rebuilding_after_bulk_inserts_gives_the_rows_the_flush_hook_keeps(app):
+    for n in range(3):
+        business = factories.business(f"Workshop {n}", branches=("Head office", f"Suburb {n}"))
+        factories.customer(business)
+        factories.connection(business.branches[1], sage_business_name=f"Workshop {n} Pty Ltd")
+    kept = _rows()
+    customer_search.rebuild_all(db.session.connection())
+    db.session.commit()
+    assert _rows() == kept and len(kept) == 3
+
+
+# --- overview counts, reused for a few seconds ----------------------------------------------------
+
+AS_OF = re.compile(r"Counts as of <time datetime=\"[^\"]+\">(\d\d:\d\d:\d\d)</time> UTC")
+
+
+def _needs_reauth_count(body: str) -> int:
+    match = re.search(r'<strong class="health-number">(\d+)</strong>\s*<span>Needs re-authentication</span>', body)
+    assert match, "no needs_reauth count on the page"
+    return int(match.group(1))
+
+
+def test_the_overview_counts_are_reused_for_a_few_seconds_and_show_their_age(app, client, auth, redis_client):
+    app.config["SUPPORT_OVERVIEW_CACHE_SECONDS"] = 15
+    business = factories.business("Bondi Brakes", branches=("Bondi", "Coogee"))
+    factories.connection(business.branches[0], state=ConnectionState.NEEDS_REAUTH)
+    auth.login(factories.support())
+
+    first = client.get("/support/").get_data(as_text=True)
+    assert _needs_reauth_count(first) == 1 and AS_OF.search(first)
+    assert 0 < redis_client.ttl("support:health-overview:24") <= 15
+
+    factories.connection(business.branches[1], state=ConnectionState.NEEDS_REAUTH)
+    again = client.get("/support/").get_data(as_text=True)
+    assert _needs_reauth_count(again) == 1  # the same counts, the same age
+    assert AS_OF.search(again).group(1) == AS_OF.search(first).group(1)
+    # Search results are never cached: the new branch's flag shows at once.
+    results = client.get("/support/?health=needs_reauth", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert results.count('state-bad">Needs re-authentication') == 2
+
+    redis_client.delete("support:health-overview:24")  # as when the few seconds are up
+    assert _needs_reauth_count(client.get("/support/").get_data(as_text=True)) == 2
+
+
+def test_each_staleness_threshold_has_its_own_counts(app, client, auth, redis_client):
+    app.config["SUPPORT_OVERVIEW_CACHE_SECONDS"] = 15
+    auth.login(factories.support())
+    client.get("/support/")
+    client.get("/support/?health=stale&stale_hours=48")
+    assert redis_client.exists("support:health-overview:24", "support:health-overview:48") == 2
+
+
+def test_without_reuse_the_overview_counts_are_always_fresh(app, client, auth, redis_client):
+    business = factories.business("Bondi Brakes", branches=("Bondi", "Coogee"))
+    factories.connection(business.branches[0], state=ConnectionState.NEEDS_REAUTH)
+    auth.login(factories.support())
+    assert _needs_reauth_count(client.get("/support/").get_data(as_text=True)) == 1
+    factories.connection(business.branches[1], state=ConnectionState.NEEDS_REAUTH)
+    assert _needs_reauth_count(client.get("/support/").get_data(as_text=True)) == 2
+    assert not redis_client.keys("support:health-overview:*")
