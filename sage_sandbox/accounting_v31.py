@@ -253,7 +253,7 @@ def create_contact():
         records.validate_contact(data, g.business, creating=True)
         now = state.now()
         contact = records.apply_contact({"id": records.new_id(), "created_at": now}, data, now)
-        g.business.contacts[contact["id"]] = contact
+        g.business.put_contact(contact)
         response = jsonify(records.contact_json(contact, g.business, _base_url()))
     response.status_code = 201
     return response
@@ -275,7 +275,9 @@ def update_contact(contact_id: str):
     with state.lock:
         contact = _find_contact(contact_id)
         records.validate_contact(data, g.business, creating=False, contact_id=contact_id)
+        previous_reference = contact.get("reference")
         records.apply_contact(contact, data, state.now())
+        g.business.put_contact(contact, previous_reference)
         return jsonify(records.contact_json(contact, g.business, _base_url()))
 
 
@@ -287,7 +289,7 @@ def delete_contact(contact_id: str):
         _find_contact(contact_id)
         if any(i["contact_id"] == contact_id for i in g.business.invoices.values()):
             raise ApiError(422, "RecordInvalid", "The contact has transactions and cannot be deleted.", "base")
-        del g.business.contacts[contact_id]
+        g.business.remove_contact(contact_id)
     return "", 204
 
 

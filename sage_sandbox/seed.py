@@ -46,6 +46,26 @@ class Business:
     invoices: dict = field(default_factory=dict)
     next_invoice_number: int = 1
     requests: int = 0
+    # Lower-cased reference -> contact id, so the uniqueness check doesn't scan every contact.
+    contact_ids_by_reference: dict = field(default_factory=dict)
+
+    def contact_with_reference(self, reference: str) -> str | None:
+        """The id of the contact holding this reference (any case), or None."""
+        return self.contact_ids_by_reference.get(reference.lower())
+
+    def put_contact(self, contact: dict, previous_reference: str | None = None) -> None:
+        """Store a created or updated contact and keep the reference index in step."""
+        if previous_reference:
+            self.contact_ids_by_reference.pop(previous_reference.lower(), None)
+        self.contacts[contact["id"]] = contact
+        if contact.get("reference"):
+            self.contact_ids_by_reference[contact["reference"].lower()] = contact["id"]
+
+    def remove_contact(self, contact_id: str) -> None:
+        """Delete a contact and its reference entry."""
+        contact = self.contacts.pop(contact_id)
+        if contact.get("reference"):
+            self.contact_ids_by_reference.pop(contact["reference"].lower(), None)
 
 
 @dataclass

@@ -211,10 +211,9 @@ def validate_contact(data: dict, business: Business, creating: bool, contact_id:
     _check_strings(data, CONTACT_LIMITS, "", errors)
     reference = data.get("reference")
     if isinstance(reference, str) and reference:
-        for other in business.contacts.values():
-            if other["id"] != contact_id and (other.get("reference") or "").lower() == reference.lower():
-                errors.append(("reference", "reference has already been taken"))
-                break
+        holder = business.contact_with_reference(reference)
+        if holder is not None and holder != contact_id:
+            errors.append(("reference", "reference has already been taken"))
     for key in ("main_address", "delivery_address"):
         if data.get(key) is not None:
             if not isinstance(data[key], dict):

@@ -386,3 +386,14 @@ def test_concurrent_writes_under_the_threaded_server_lose_nothing(sandbox, http,
     numbers = {i["invoice_number"] for i in invoices}
     assert numbers == {f"SI-{n}" for n in range(1, 41)}
     assert v31.get("/sales_invoices").json()["$total"] == 40
+
+
+def test_a_reference_is_free_again_after_it_is_changed_or_its_contact_deleted(v31):
+    renamed = new_contact(v31, reference="OLD1")
+    assert v31.put(f"/contacts/{renamed['id']}", json={"contact": {"reference": "NEW1"}}).status_code == 200
+    new_contact(v31, reference="OLD1")  # the old reference was released
+    taken = v31.post("/contacts", json={"contact": {"name": "Copy", "contact_type_ids": ["CUSTOMER"],
+                                                   "reference": "new1"}})
+    assert_error_array(taken, 422, "RecordInvalid", "reference")
+    assert v31.delete(f"/contacts/{renamed['id']}").status_code == 204
+    new_contact(v31, reference="NEW1")
