@@ -70,3 +70,8 @@ def test_database_refuses_two_active_jobs_of_a_kind_for_a_branch(app):
     db.session.add(Job(id="c" * 32, kind="sage.sync_contacts", branch_id=branch.id, status="finished"))
     db.session.add(Job(id="d" * 32, kind="sage.sync_invoices", branch_id=branch.id, status="queued"))
     db.session.commit()
+
+
+def test_migrations_describe_exactly_the_models(app, runner):
+    result = runner.invoke(args=["db", "check"])
+    assert result.exit_code == 0, result.output

@@ -5,11 +5,11 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Enum, ForeignKey, LargeBinary, String, func
+from sqlalchemy import ForeignKey, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import value_enum, UTCDateTime, utcnow
 
 
 class Role(str, enum.Enum):
@@ -72,7 +72,7 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, values_callable=lambda e: [m.value for m in e]), index=True
+        value_enum(Role), index=True
     )
     business_id: Mapped[int | None] = mapped_column(ForeignKey("businesses.id"), index=True)
     # Support leads may search and export the audit log.

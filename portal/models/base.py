@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, event, select
+from sqlalchemy import DateTime, Enum, event, select
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 from sqlalchemy.types import TypeDecorator
 
@@ -33,6 +33,12 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value
+
+
+def value_enum(cls, length: int | None = None) -> Enum:
+    """A Python enum stored as its values in a plain string column (portable, readable in SQL)."""
+    options = {"length": length} if length else {}
+    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], **options)
 
 
 class SoftDeleteMixin:

@@ -4,15 +4,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import value_enum, UTCDateTime, utcnow
 
-
-def _enum(cls):
-    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=30)
 
 
 class RunStatus(str, enum.Enum):
@@ -54,7 +51,7 @@ class ChecklistRun(db.Model):
     branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"), index=True)
     # Scenario-specific subject, e.g. {"invoice_id": 12} for "voided but Sage still shows it".
     subject: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), default=RunStatus.IN_PROGRESS, index=True)
+    status: Mapped[RunStatus] = mapped_column(value_enum(RunStatus, 30), default=RunStatus.IN_PROGRESS, index=True)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # Who is working on it now (changes when another support person resumes it).
     holder_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -64,7 +61,7 @@ class ChecklistRun(db.Model):
     pause_note: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    outcome: Mapped[RunOutcome | None] = mapped_column(_enum(RunOutcome))
+    outcome: Mapped[RunOutcome | None] = mapped_column(value_enum(RunOutcome, 30))
     # The message to send the customer (customer action) or the closing note.
     outcome_message: Mapped[str | None] = mapped_column(Text)
     # Plain-text diagnostics, frozen at the end, to paste into a ticket.

@@ -8,11 +8,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import value_enum, UTCDateTime, utcnow
 
 
 class Provider(str, enum.Enum):
@@ -47,9 +47,6 @@ class SyncOutcome(str, enum.Enum):
     FAILED = "failed"
 
 
-def _enum(cls):
-    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=30)
-
 
 class Connection(db.Model):
     """The accounting connection of one branch, with everything its health is made of."""
@@ -58,8 +55,8 @@ class Connection(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), unique=True)
-    provider: Mapped[Provider] = mapped_column(_enum(Provider), index=True)
-    state: Mapped[ConnectionState] = mapped_column(_enum(ConnectionState), index=True)
+    provider: Mapped[Provider] = mapped_column(value_enum(Provider, 30), index=True)
+    state: Mapped[ConnectionState] = mapped_column(value_enum(ConnectionState, 30), index=True)
     # Plain words shown to the customer for the current state ("re-enter your password" …).
     state_reason: Mapped[str | None] = mapped_column(Text)
     connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -95,7 +92,7 @@ class Connection(db.Model):
     # --- Health shared by both providers.
     rate_limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_sync_outcome: Mapped[SyncOutcome | None] = mapped_column(_enum(SyncOutcome), index=True)
+    last_sync_outcome: Mapped[SyncOutcome | None] = mapped_column(value_enum(SyncOutcome, 30), index=True)
     last_successful_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # Set while a mass re-sync (PRODUCT rule 3) is flagged and not yet finished.
     mass_resync_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import UTCDateTime, utcnow
+from portal.models.base import value_enum, UTCDateTime, utcnow
 
 
 class JobStatus(str, enum.Enum):
@@ -49,7 +49,7 @@ class Job(db.Model):
     # The support person, when the job was asked for inside a puppet session.
     puppeteer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     status: Mapped[JobStatus] = mapped_column(
-        Enum(JobStatus, native_enum=False, values_callable=lambda e: [m.value for m in e], length=20),
+        value_enum(JobStatus, 20),
         default=JobStatus.QUEUED,
         index=True,
     )

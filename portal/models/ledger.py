@@ -5,15 +5,12 @@ import enum
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, Enum, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import SoftDeleteMixin, UTCDateTime, utcnow
+from portal.models.base import value_enum, SoftDeleteMixin, UTCDateTime, utcnow
 
-
-def _enum(cls):
-    return Enum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=20)
 
 
 class SyncState(str, enum.Enum):
@@ -37,7 +34,7 @@ class SyncedRecordMixin:
     """The accounting-side id and where the row stands in the sync."""
 
     sage_id: Mapped[str | None] = mapped_column(String(64))
-    sync_state: Mapped[SyncState] = mapped_column(_enum(SyncState), default=SyncState.PENDING)
+    sync_state: Mapped[SyncState] = mapped_column(value_enum(SyncState, 20), default=SyncState.PENDING)
     sync_error: Mapped[str | None] = mapped_column(Text)
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -64,7 +61,7 @@ class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
-    kind: Mapped[ContactKind] = mapped_column(_enum(ContactKind), default=ContactKind.CUSTOMER)
+    kind: Mapped[ContactKind] = mapped_column(value_enum(ContactKind, 20), default=ContactKind.CUSTOMER)
     name: Mapped[str] = mapped_column(String(200), index=True)
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(50))
@@ -92,7 +89,7 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     number: Mapped[str] = mapped_column(String(40))
-    status: Mapped[InvoiceStatus] = mapped_column(_enum(InvoiceStatus), default=InvoiceStatus.ISSUED)
+    status: Mapped[InvoiceStatus] = mapped_column(value_enum(InvoiceStatus, 20), default=InvoiceStatus.ISSUED)
     issued_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     total: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))

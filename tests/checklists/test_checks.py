@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from portal import keys
 from portal.checklists import checks, runs, scenarios
 from portal.checklists.checks import CheckContext
 from portal.extensions import db
