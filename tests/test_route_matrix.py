@@ -1,0 +1,93 @@
+"""Every route of the app, whatever blueprint added it, against the people who must not use it.
+
+Each blueprint keeps a detailed matrix beside its own tests; this one walks `app.url_map`, so a
+new route is covered (or this test fails and says which route to classify) by construction.
+"""
+import pytest
+
+from portal.extensions import db
+from portal.models import AuditEvent, Connection, Invoice, Job
+from tests import factories
+
+PUBLIC = {"auth.login", "health.healthz", "static"}
+# Support-only routes: customers get 403. Customer-only routes: support (not puppeting) gets 403/404.
+SUPPORT_PREFIXES = ("support.", "checklists.")
+CUSTOMER_ONLY = {"customer.dashboard", "sage.callback"}
+BRANCH_ROUTES_PREFIXES = ("sage.", "sage_one_aus.")
+ANY_SIGNED_IN = {"auth.logout", "auth.change_password", "jobs.progress"}
+
+
+def _rules(app):
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule, method
+
+
+def _url(rule, **values) -> str:
+    defaults = {"branch_id": 999_999, "invoice_id": 999_999, "business_id": 999_999, "run_id": 999_999,
+                "job_id": "no-such-job", "kind": "contacts", "filename": "portal.css"}
+    args = {name: values.get(name, defaults[name]) for name in rule.arguments}
+    return rule.build(args, append_unknown=False)[1]
+
+
+def test_every_route_is_classified(app):
+    unclassified = [
+        rule.endpoint for rule in app.url_map.iter_rules()
+        if rule.endpoint not in PUBLIC | CUSTOMER_ONLY | ANY_SIGNED_IN
+        and not rule.endpoint.startswith(SUPPORT_PREFIXES + BRANCH_ROUTES_PREFIXES)
+    ]
+    assert unclassified == [], "add these routes to the matrix in tests/test_route_matrix.py"
+
+
+def test_anonymous_requests_to_every_private_route_go_to_the_login_page(app, client):
+    for rule, method in _rules(app):
+        if rule.endpoint in PUBLIC:
+            continue
+        response = client.open(_url(rule), method=method)
+        assert response.status_code == 302, (method, rule.rule, response.status_code)
+        assert response.headers["Location"].startswith("/login"), (method, rule.rule)
+        if rule.endpoint == "auth.logout":  # signing out while signed out just shows the login page
+            continue
+        fragment = client.open(_url(rule), method=method, headers={"HX-Request": "true"})
+        assert fragment.status_code == 401, (method, rule.rule, fragment.status_code)
+        assert fragment.headers["HX-Redirect"].startswith("/login")
+
+
+def test_customers_cannot_use_any_support_route(app, client, auth):
+    business = factories.business()
+    auth.login(factories.customer(business))
+    for rule, method in _rules(app):
+        if rule.endpoint.startswith(SUPPORT_PREFIXES):
+            response = client.open(_url(rule, business_id=business.id), method=method)
+            assert response.status_code == 403, (method, rule.rule, response.status_code)
+
+
+def test_another_business_cannot_reach_a_branch_through_any_route(app, client, auth):
+    theirs = factories.business("Harbour Auto", branches=("Sydney",))
+    branch = theirs.branches[0]
+    contact = factories.contacts(branch, 1)[0]
+    invoice = factories.invoice(branch, contact, sage_id="abc")
+    factories.connection(branch)
+    before = [db.session.scalar(db.select(db.func.count()).select_from(m)) for m in (Job, Connection, AuditEvent)]
+    auth.login(factories.customer(factories.business("Elsewhere Motors")))
+    for rule, method in _rules(app):
+        if "branch_id" in rule.arguments:
+            response = client.open(_url(rule, branch_id=branch.id, invoice_id=invoice.id), method=method,
+                                   data={"reason": "crafted", "username": "x", "password": "y"})
+            assert response.status_code == 404, (method, rule.rule, response.status_code)
+            assert "Harbour Auto" not in response.get_data(as_text=True)
+    after = [db.session.scalar(db.select(db.func.count()).select_from(m)) for m in (Job, Connection, AuditEvent)]
+    assert after == before
+    assert db.session.get(Invoice, invoice.id).voided_at is None
+
+
+def test_support_without_a_puppet_session_cannot_act_on_a_customers_branch(app, client, auth):
+    business = factories.business(branches=("Sydney",))
+    branch = business.branches[0]
+    invoice = factories.invoice(branch, factories.contacts(branch, 1)[0], sage_id="abc")
+    auth.login(factories.support())
+    for rule, method in _rules(app):
+        if rule.endpoint.startswith(BRANCH_ROUTES_PREFIXES) and method == "POST":
+            response = client.open(_url(rule, branch_id=branch.id, invoice_id=invoice.id), method=method)
+            assert response.status_code in (403, 404), (method, rule.rule, response.status_code)
+    assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0
