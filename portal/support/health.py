@@ -1,8 +1,8 @@
 """Connection health for the support console: the filters, their counts, and per-branch flags.
 
-Each filter is defined once, as an SQL predicate (for counts and search) and as a Python check on a
-loaded Connection (for the flags shown beside each branch), so the overview, the filtered search
-and the at-a-glance badges always agree. Every predicate leads with an indexed column so a count
+Each filter is defined once, as an SQL predicate (for counts, search, and the flags beside each
+search result: `flag_columns`) and as a Python check on a loaded Connection (for the customer
+page), so the overview, the filtered search and the at-a-glance badges always agree. Every predicate leads with an indexed column so a count
 is an index range scan, not a scan of every connection; the console reuses the counts for a few
 seconds (`recent_overview`) and says how old they are.
 """
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from portal.extensions import db, get_redis
 from portal.models import Connection, ConnectionState, Provider, SyncOutcome, utcnow
@@ -191,6 +191,38 @@ def recent_overview(stale_hours: int) -> OverviewSnapshot:
         data = {"as_of": ctx.now.isoformat(), "counts": [[c.filter.key, c.branches] for c in counts]}
         get_redis().set(key, json.dumps(data), ex=seconds)
     return OverviewSnapshot(counts, ctx.now)
+
+
+class _MomentParameters:
+    """Stands in for a HealthContext in `HealthFilter.sql`: the moment as bound parameters, so a
+    statement that carries the filters is built once and run for any moment (`moment_parameters`)."""
+
+    now = bindparam("health_now")
+    stale_before = bindparam("health_stale_before")
+    refresh_warning_until = bindparam("health_refresh_warning_until")
+
+
+_FLAG_COLUMN_NAMES = tuple((f, f"flag_{f.key}") for f in FILTERS)
+
+
+def flag_columns() -> list:
+    """One boolean column per filter, labelled `flag_<key>`, evaluated by the database.
+
+    For a list of branches: their flags come with the row instead of loading every timestamp the
+    checks read. Run the statement with `moment_parameters(ctx)`; read a row with `flags_of(row)`.
+    """
+    return [f.sql(_MomentParameters).label(column) for f, column in _FLAG_COLUMN_NAMES]
+
+
+def moment_parameters(ctx: HealthContext) -> dict:
+    """The parameters `flag_columns()` need for this moment and staleness threshold."""
+    return {"health_now": ctx.now, "health_stale_before": ctx.stale_before,
+            "health_refresh_warning_until": ctx.refresh_warning_until}
+
+
+def flags_of(row) -> list[HealthFilter]:
+    """The health filters a row carrying `flag_columns()` matches (NULL counts as no)."""
+    return [f for f, column in _FLAG_COLUMN_NAMES if getattr(row, column)]
 
 
 def flags(connection: Connection | None, ctx: HealthContext) -> list[HealthFilter]:

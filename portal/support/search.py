@@ -22,15 +22,15 @@ MAX_MATCHES = 200
 
 
 _PAGE_IDS = bindparam("business_ids", expanding=True)
-# One row per branch of the listed businesses: the branch's columns, then what a result shows of
-# its connection and what the health flags read (never the wide rest: tokens, keys, bookkeeping).
-# Built once, run as plain Core statements: only the ids change from page to page.
+# One row per branch of the listed businesses: the branch's columns, what a result shows of its
+# connection (never the wide rest: tokens, keys, bookkeeping) and its health flags, evaluated by
+# the database with the same predicates as the filters. Built once, run as plain Core statements:
+# only the ids and the moment change from request to request.
 _BRANCHES = (
     select(
         Branch.business_id, Branch.name, Branch.is_head_office, Connection.id.label("connection_id"),
         Connection.provider, Connection.state, Connection.sage_business_name, Connection.sage_one_company_name,
-        Connection.connected_at, Connection.last_successful_sync_at, Connection.last_sync_outcome,
-        Connection.rate_limited_until, Connection.mass_resync_started_at, Connection.refresh_token_expires_at,
+        *health.flag_columns(),
     )
     .outerjoin(Connection, Connection.branch_id == Branch.id)
     .where(Branch.business_id.in_(_PAGE_IDS))
@@ -163,9 +163,9 @@ def _results(conn: DBConnection, listed: list[Row], ctx: health.HealthContext) -
         return []
     ids = {"business_ids": [business_id for business_id, _ in listed]}
     branches: dict[int, list[BranchResult]] = {}
-    for row in conn.execute(_BRANCHES, ids):
+    for row in conn.execute(_BRANCHES, {**ids, **health.moment_parameters(ctx)}):
         connection = row if row.connection_id is not None else None
-        branches.setdefault(row.business_id, []).append(BranchResult(row, connection, health.flags(connection, ctx)))
+        branches.setdefault(row.business_id, []).append(BranchResult(row, connection, health.flags_of(row)))
     emails: dict[int, list[str]] = {}
     for business_id, email in conn.execute(_CUSTOMER_EMAILS, ids):
         emails.setdefault(business_id, []).append(email)

@@ -3,13 +3,23 @@ are reused for a few seconds with their age on the page."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
 
 from portal.extensions import db
-from portal.models import ConnectionState, CustomerSearch, Provider, Role, customer_search
-from portal.support import search
+from portal.models import (
+    Branch,
+    ConnectionState,
+    CustomerSearch,
+    Provider,
+    Role,
+    SyncOutcome,
+    customer_search,
+    utcnow,
+)
+from portal.support import health, search
 from tests import factories
 
 
@@ -104,6 +114,39 @@ def test_rebuilding_after_bulk_inserts_gives_the_rows_the_flush_hook_keeps(app):
     customer_search.rebuild_all(db.session.connection())
     db.session.commit()
     assert _rows() == kept and len(kept) == 3
+
+
+@pytest.mark.postgres
+def test_flags_in_search_results_agree_with_the_checks_on_a_loaded_connection(app):
+    now = utcnow()
+    conditions = {
+        "healthy": {"last_successful_sync_at": now - timedelta(hours=1)},
+        "needs_reauth": {"state": ConnectionState.NEEDS_REAUTH},
+        "rejected": {"state": ConnectionState.CREDENTIALS_REJECTED, "provider": Provider.SAGE_ONE_AUS},
+        "rate_limited": {"rate_limited_until": now + timedelta(minutes=5)},
+        "limit_over": {"rate_limited_until": now - timedelta(minutes=5)},
+        "failed": {"last_sync_outcome": SyncOutcome.FAILED},
+        "resync": {"mass_resync_started_at": now - timedelta(minutes=10)},
+        "stale": {"last_successful_sync_at": now - timedelta(hours=30)},
+        "never_synced": {"connected_at": now - timedelta(hours=48)},
+        "expiring": {"refresh_token_expires_at": now + timedelta(days=3)},
+        "disconnected": {"state": ConnectionState.DISCONNECTED, "last_sync_outcome": SyncOutcome.FAILED},
+    }
+    for key, fields in conditions.items():
+        business = factories.business(f"Flagged {key}", branches=("Main", "Unconnected"))
+        factories.connection(business.branches[0], fields.pop("provider", Provider.SAGE), **fields)
+    ctx = health.context(now=now)
+    found = search.search("flagged", ctx=ctx).results
+    assert len(found) == len(conditions)
+    seen = set()
+    for result in found:
+        main, unconnected = result.branches
+        loaded = db.session.get(Branch, db.session.scalar(
+            select(Branch.id).where(Branch.business_id == result.business.id, Branch.name == "Main"))).connection
+        assert main.flags == health.flags(loaded, ctx), result.business.name
+        assert unconnected.connection is None and unconnected.flags == []
+        seen.update(f.key for f in main.flags)
+    assert seen == set(health.BY_KEY)  # every filter was exercised
 
 
 # --- overview counts, reused for a few seconds ----------------------------------------------------
