@@ -59,8 +59,15 @@ def _settings(database_url: str, redis_url: str) -> dict:
 def seed(app, start: int, stop: int, contacts_per_business: int, rng: random.Random) -> None:
     """Bulk-insert businesses [start, stop): two branches, one customer, connections, contacts."""
     from portal.extensions import db
-    from portal.models import Branch, Business, Connection, Contact, User, utcnow
-    from portal.models import customer_search
+    from portal.models import (
+        Branch,
+        Business,
+        Connection,
+        Contact,
+        User,
+        customer_search,
+        utcnow,
+    )
 
     now = utcnow()
     password_hash = "scrypt:32768:8:1$bench$not-a-real-hash"  # seeded customers never sign in

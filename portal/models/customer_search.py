@@ -17,7 +17,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from sqlalchemy import Connection as DBConnection
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, event, insert, inspect, select
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.extensions import db
