@@ -1,8 +1,8 @@
 """Benchmark the Sage contact sync (not a test): `make bench-sync`.
 
 Everything runs locally: a private Redis, a scratch SQLite database, the Sage sandbox in this
-process, and real portal workers as subprocesses (`--worker` mode below: one RQ SimpleWorker in
-burst mode that prints its own peak memory).
+process, and both clients as subprocesses: real portal workers (`--worker`: one RQ SimpleWorker in
+burst mode that prints its own peak memory) and the bare loop (`--bare`).
 
 1. Throughput: a bare loop POSTs the same contact bodies to the sandbox (rate limiting off), then
    the sandbox is reset and a worker syncs the same contacts; prints contacts/second of each and
@@ -56,6 +56,21 @@ def run_worker() -> None:
     app = create_app()
     build_worker(app, simple=True).work(burst=True, logging_level="WARNING")
     report()
+
+
+def run_bare_loop(bodies_file: str) -> None:
+    """`--bare FILE`: POST each contact body in FILE one after another, as a minimal client would,
+    and print how many and how long as JSON. A process of its own, like the portal's worker, so
+    neither client shares an interpreter with the sandbox."""
+    spec = json.loads(Path(bodies_file).read_text())
+    http = requests.Session()
+    headers = {"Authorization": f"Bearer {spec['access_token']}", "X-Business": spec["business"]}
+    started = time.perf_counter()
+    for body in spec["bodies"]:
+        response = http.post(f"{spec['url']}/v3.1/contacts", json={"contact": body}, headers=headers, timeout=15)
+        if response.status_code != 201:
+            raise SystemExit(f"bare POST answered {response.status_code}")
+    print(json.dumps({"count": len(spec["bodies"]), "seconds": time.perf_counter() - started}), flush=True)
 
 
 # --- The bench ----------------------------------------------------------------------------------
@@ -198,18 +213,18 @@ class Bench:
     # --- measurements
 
     def bare_loop(self, branch_id: int) -> tuple[int, float]:
-        """POST the branch's contact bodies one after another, as a minimal client would."""
+        """POST the branch's contact bodies from a separate process (`--bare`), timing only the POSTs."""
         tokens = self.sandbox.state.issue_tokens(SAGE_USER)
-        http = requests.Session()
-        headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Business": self.business_id()}
-        bodies = list(self.contact_bodies(branch_id))
-        started = time.perf_counter()
-        for body in bodies:
-            response = http.post(f"{self.sandbox.url}/v3.1/contacts", json={"contact": body}, headers=headers,
-                                 timeout=15)
-            if response.status_code != 201:
-                raise RuntimeError(f"bare POST answered {response.status_code}")
-        return len(bodies), time.perf_counter() - started
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
+            json.dump({"url": self.sandbox.url, "access_token": tokens["access_token"],
+                       "business": self.business_id(), "bodies": list(self.contact_bodies(branch_id))}, spec)
+        try:
+            out = subprocess.run([sys.executable, "-m", "devtools.bench_sync", "--bare", spec.name], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(spec.name)
+        result = json.loads(out.strip().splitlines()[-1])
+        return result["count"], result["seconds"]
 
     def portal_sync(self, branch_id: int, seconds: float | None = None) -> tuple[dict, float, dict]:
         """Run one sync in a worker subprocess; with `seconds`, stop it then (memory still reported)."""
@@ -284,16 +299,19 @@ class Bench:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench_sync")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000, help="contacts for the memory comparison (0 skips)")
     parser.add_argument("--large-seconds", type=float, default=120,
-                        help="stop the large run after this long (the sandbox slows as it fills: its duplicate-"
-                             "reference check scans every contact); 0 runs it to the end")
+                        help="stop the large run after this long; 0 runs it to the end")
     parser.add_argument("--rate", type=int, default=120, help="R, requests per minute (0 skips)")
     parser.add_argument("--windows", type=int, default=2, help="full minutes measured after the first burst")
     args = parser.parse_args(argv)
     if args.worker:
         run_worker()
+        return
+    if args.bare:
+        run_bare_loop(args.bare)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as workdir:

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 import requests
 
+from portal.integrations.http import session_for
+
 log = logging.getLogger(__name__)
 
 SCOPE = "full_access"
@@ -88,7 +90,7 @@ class OAuthClient:
         self.client_id = client_id
         self.client_secret = client_secret
         self.timeout = timeout
-        self.http = http or requests.Session()
+        self.http = http or session_for(token_url)
 
     @classmethod
     def from_config(cls, config) -> OAuthClient:
@@ -161,7 +163,7 @@ class SageClient:
         self._token = token
         self._limiter = limiter or (lambda: None)
         self.timeout = timeout
-        self.http = http or requests.Session()
+        self.http = http or session_for(self.api_url)
         self._sleep = sleep
         self.rate_limited_responses = 0
         self.retried_requests = 0

@@ -17,6 +17,7 @@ from datetime import timedelta
 import requests
 from flask import current_app
 
+from portal.integrations.http import session_for
 from portal.integrations.sage_one_aus import ratelimit
 from portal.integrations.sage_one_aus.errors import (  # noqa: F401 - the client's errors
     SageOneAuthFailed,
@@ -68,7 +69,7 @@ class SageOneClient:
         self._auth = (username, password)
         self.company_id = company_id
         self.timeout = timeout
-        self._http = session or requests.Session()
+        self._http = session or session_for(self.base_url)
 
     def __repr__(self) -> str:
         # Never show the password, even in a debugger or a traceback's locals.
