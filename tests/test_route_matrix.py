@@ -91,3 +91,30 @@ def test_support_without_a_puppet_session_cannot_act_on_a_customers_branch(app, 
             response = client.open(_url(rule, branch_id=branch.id, invoice_id=invoice.id), method=method)
             assert response.status_code in (403, 404), (method, rule.rule, response.status_code)
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0
+
+
+def test_every_sage_one_aus_write_is_refused_in_a_puppet_session(app, client, auth):
+    from portal.models import ConnectionState, Provider
+
+    business = factories.business(branches=("Newcastle",))
+    branch = business.branches[0]
+    customer = factories.customer(business)
+    invoice = factories.invoice(branch, factories.contacts(branch, 1)[0], sage_id="41")
+    connection = factories.connection(branch, Provider.SAGE_ONE_AUS, sage_one_username="newcastle@harbour-auto.test",
+                                      sage_one_company_id=20001, credentials_owner_id=customer.id)
+    auth.login(factories.support())
+    started = client.post(f"/support/customers/{business.id}/puppet",
+                          data={"user_id": customer.id, "reason": "Ticket 4711"})
+    assert started.status_code == 302
+    writes = [rule for rule, method in _rules(app) if rule.endpoint.startswith("sage_one_aus.") and method == "POST"]
+    assert writes, "expected Sage One AUS write routes"
+    for rule in writes:
+        response = client.post(_url(rule, branch_id=branch.id, invoice_id=invoice.id),
+                               data={"username": "other@harbour-auto.test", "password": "x", "reason": "crafted",
+                                     "company_id": "20001"})
+        assert response.status_code == 403, (rule.rule, response.status_code)
+        assert "only the customer can unlock" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0
+    assert db.session.get(Connection, connection.id).state == ConnectionState.CONNECTED
+    assert db.session.get(Connection, connection.id).sage_one_username == "newcastle@harbour-auto.test"
