@@ -16,7 +16,13 @@ CATEGORIES = {
     "job": "Job",
     "puppet": "Puppet session",
     "checklist": "Checklist",
+    "sync": "Sync",
+    "account": "Account",
 }
+# Events the integrations record under their provider's name ("sage.connected",
+# "sage_one_aus.synced" …): what they did decides whether they read as a job or a connection event.
+PROVIDER_PREFIXES = ("sage", "sage_one_aus")
+JOB_ACTIONS = ("requested", "synced", "void", "void_result")
 
 
 @dataclass
@@ -36,9 +42,11 @@ class Entry:
 
 
 def _category(kind: str) -> str:
-    head = kind.split(".", 1)[0]
+    head, _, action = kind.partition(".")
     if "token" in kind:
         return "token"
+    if head in PROVIDER_PREFIXES:
+        return "job" if action.endswith(JOB_ACTIONS) else "connection"
     return head if head in CATEGORIES else "other"
 
 

@@ -103,3 +103,17 @@ def test_active_puppet_sessions_page_shows_who_whom_why_and_mode(world, client, 
     body = client.get("/support/puppet/sessions").get_data(as_text=True)
     assert "colleague@portal.test" in body and "owner@harbour-auto.test" in body
     assert "Ticket 88: void stuck" in body and "Sage One AUS: read-only" in body
+
+
+def test_integration_events_are_labelled_by_what_they_did_in_the_timeline():
+    from portal.support.timeline import CATEGORIES, _category
+
+    labels = {kind: CATEGORIES.get(_category(kind), "Other") for kind in (
+        "sage.connected", "sage_one_aus.credentials_rejected", "sage.sync_contacts_requested",
+        "sage_one_aus.synced", "sage.void_result", "sync.mass_resync_flagged", "sage.token_refreshed",
+        "puppet.started", "checklist.finished", "something.new")}
+    assert labels == {
+        "sage.connected": "Connection", "sage_one_aus.credentials_rejected": "Connection",
+        "sage.sync_contacts_requested": "Job", "sage_one_aus.synced": "Job", "sage.void_result": "Job",
+        "sync.mass_resync_flagged": "Sync", "sage.token_refreshed": "Token", "puppet.started": "Puppet session",
+        "checklist.finished": "Checklist", "something.new": "Other"}
