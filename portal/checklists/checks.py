@@ -376,8 +376,9 @@ def connection_changed(ctx: CheckContext) -> CheckResult:
 @check("contact_sync_progress")
 def contact_sync_progress(ctx: CheckContext) -> CheckResult:
     """How far the running contact sync is: batches done and left, failures, and the finish at this rate."""
-    if ctx.branch is None:
-        return CheckResult(UNKNOWN, "No branch was chosen.", {})
+    missing = _no_connection(ctx, Provider.SAGE)
+    if missing:
+        return missing
     jobs = [j for j in _branch_jobs(ctx.branch.id, _is_contact_sync)]
     active = next((j for j in jobs if j.status.value in ACTIVE_STATUSES), None)
     counts = _contact_counts(ctx.branch.id)

@@ -121,6 +121,14 @@ def test_mass_resync_progress_warns_about_failures_so_far(business):
 # --- scenario 3: Sage One AUS login changed --------------------------------------------------------
 
 
+def test_mass_resync_progress_is_unknown_on_a_branch_that_is_not_on_sage(business):
+    factories.contacts(business.branches[0], 3)
+    factories.connection(business.branches[1], Provider.SAGE_ONE_AUS, sage_one_username="nc@x.test")
+    for branch in business.branches:
+        result = _run("contact_sync_progress", _ctx(branch))
+        assert result.result == "unknown" and "isn't on Sage" in result.summary
+
+
 def test_login_changed_checks_fail_on_rejected_credentials_and_a_lock(business):
     branch = business.branches[1]
     until = utcnow() + timedelta(hours=20)
