@@ -13,11 +13,13 @@ from portal.jobqueue import active_job
 from portal.models import (
     Branch,
     Connection,
+    ConnectionState,
     Contact,
     Invoice,
     InvoiceStatus,
     Job,
     JobStatus,
+    Provider,
     SageAccountMapping,
     SyncState,
     unscoped,
@@ -169,6 +171,13 @@ def mappings(connection: Connection | None) -> list[SageAccountMapping]:
             SageAccountMapping.sage_business_id == connection.sage_business_id,
         ).order_by(SageAccountMapping.kind, SageAccountMapping.code)
     ).all()
+
+
+def needs_business_choice(connection: Connection | None) -> bool:
+    """Signed in to Sage (tokens stored) but the Sage login has several businesses and none is chosen yet."""
+    return (connection is not None and connection.provider == Provider.SAGE
+            and connection.state == ConnectionState.CONNECTED and connection.access_token_enc is not None
+            and not connection.sage_business_id)
 
 
 def branch_connection(branch: Branch) -> Connection | None:

@@ -26,6 +26,7 @@ from portal import audit, puppet
 from portal.access import branch_for, customer_required
 from portal.extensions import db
 from portal.integrations.sage import connect as sage_connect
+from portal.integrations.sage import mapping as sage_mapping
 from portal.integrations.sage import pages, sync
 from portal.jobqueue import JobAlreadyRunning, JobRefused, enqueue, live_progress
 from portal.models import InvoiceStatus, Provider
@@ -190,8 +191,49 @@ def sync_now(branch_id: int, kind: str):
     branch = branch_for(current_user, branch_id)
     if kind not in SYNC_JOBS:
         abort(404)
+    if pages.needs_business_choice(_sage_connection(branch)):
+        flash("Choose which Sage business this branch uses before syncing.", "error")
+        return redirect(_page_url(branch.id))
     job_kind, func, description = SYNC_JOBS[kind]
     return _start_job(branch, job_kind, func, description, args=(branch.id,), params={"what": kind})
+
+
+@bp.route("/branches/<int:branch_id>/mapping", methods=["GET", "POST"])
+@customer_required
+def mapping(branch_id: int):
+    """Choose the Sage ledger account and tax rate for each invoice line code (also while puppeting, audited).
+
+    The choices come live from Sage; a choice Sage did not list is refused with 400 and nothing is saved.
+    """
+    branch = branch_for(current_user, branch_id)
+    try:
+        connection = sync.usable_connection(branch.id)
+    except sync.SyncStopped as stopped:
+        flash(str(stopped), "error")
+        return redirect(_page_url(branch.id))
+    saved = sorted(sage_mapping.saved_mappings(connection).values(), key=lambda m: (m.kind, m.code))
+    try:
+        lookups = sage_mapping.sage_lookups(connection)
+    except sage_mapping.SageLookupsUnavailable as unavailable:
+        return render_template("integrations/sage/mapping.html", branch=branch, connection=connection, rows=None,
+                               saved=saved, unavailable=str(unavailable),
+                               kind_labels=sage_mapping.KIND_LABELS), 503 if request.method == "POST" else 200
+    error = None
+    if request.method == "POST":
+        puppeteer = puppet.current_puppeteer()
+        by = f" by support ({puppeteer.email}) for {current_user.email}" if puppeteer else ""
+        try:
+            changes = sage_mapping.save(connection, request.form, lookups, by=by)
+        except sage_mapping.MappingRefused as refused:
+            error = str(refused)
+        else:
+            flash(f"Saved: {len(changes)} change{'s' if len(changes) != 1 else ''} to the Sage mapping. "
+                  "The next invoice sync uses it." if changes else "Nothing changed in the Sage mapping.", "success")
+            return redirect(_page_url(branch.id))
+    return render_template("integrations/sage/mapping.html", branch=branch, connection=connection,
+                           rows=sage_mapping.rows(connection, lookups), saved=saved, unavailable=None,
+                           error=error,
+                           kind_labels=sage_mapping.KIND_LABELS), 400 if error else 200
 
 
 @bp.route("/branches/<int:branch_id>/invoices/<int:invoice_id>/void", methods=["GET", "POST"])
@@ -255,6 +297,12 @@ def _progress(job):
 def _sage_age(moment):
     """'4 minutes' since `moment` (token age on cards and pages)."""
     return pages.describe_age(moment)
+
+
+@bp.app_template_global("sage_needs_business")
+def _sage_needs_business(connection) -> bool:
+    """Signed in to Sage but no Sage business chosen yet (the card and page ask for the choice)."""
+    return pages.needs_business_choice(connection)
 
 
 @bp.app_template_global("sage_days_left")
