@@ -1,10 +1,12 @@
 """What the Sage One AUS page of a branch shows, gathered in a fixed number of queries."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import case, func, or_
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.integrations.sage_one_aus import credentials, ratelimit, sync
@@ -23,6 +25,11 @@ from portal.models import (
 )
 
 ROWS_SHOWN = 50
+PAGE_SIZE = 25
+SEARCH_MAX = 100
+RECORD_KINDS = ("customers", "invoices")
+RECORD_STATES = {"open": (SyncState.PENDING, SyncState.FAILED), "pending": (SyncState.PENDING,),
+                 "failed": (SyncState.FAILED,)}
 
 
 @dataclass
@@ -31,8 +38,6 @@ class Overview:
     connection: Connection | None  # the Sage One AUS connection, in any state
     other_provider: Connection | None  # an active connection to another provider
     counts: dict = field(default_factory=dict)
-    pending: list = field(default_factory=list)
-    failed: list = field(default_factory=list)
     voidable: list = field(default_factory=list)
     active_jobs: list = field(default_factory=list)
     recent_jobs: list = field(default_factory=list)
@@ -50,6 +55,14 @@ class Overview:
         return self.connection is not None and self.connection.is_active
 
 
+def _contact_scope(branch) -> tuple:
+    return Contact.branch_id == branch.id, Contact.kind == ContactKind.CUSTOMER
+
+
+def _invoice_scope(branch) -> tuple:
+    return Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED
+
+
 def _counts(model, *criteria) -> dict:
     rows = db.session.execute(
         db.select(model.sync_state, func.count()).where(*criteria).group_by(model.sync_state)
@@ -65,13 +78,8 @@ def branch_overview(branch) -> Overview:
     if connection is not None and connection.provider != Provider.SAGE_ONE_AUS:
         other, connection = (connection if connection.is_active else None), None
     overview = Overview(branch=branch, connection=connection, other_provider=other)
-    contact_scope = (Contact.branch_id == branch.id, Contact.kind == ContactKind.CUSTOMER)
-    invoice_scope = (Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED)
-    overview.counts = {"contacts": _counts(Contact, *contact_scope), "invoices": _counts(Invoice, *invoice_scope)}
-    for state, bucket in ((SyncState.PENDING, overview.pending), (SyncState.FAILED, overview.failed)):
-        for model, scope in ((Contact, contact_scope), (Invoice, invoice_scope)):
-            bucket.extend(db.session.scalars(
-                db.select(model).where(*scope, model.sync_state == state).order_by(model.id).limit(ROWS_SHOWN)))
+    overview.counts = {"contacts": _counts(Contact, *_contact_scope(branch)),
+                       "invoices": _counts(Invoice, *_invoice_scope(branch))}
     # Voids reach soft-deleted invoices too (the void is unscoped), so they are listed here.
     overview.voidable = db.session.scalars(
         unscoped(Invoice).where(Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED,
@@ -98,3 +106,74 @@ def branch_overview(branch) -> Overview:
             until = connection.rate_limited_until
         overview.rate_limited_until = until
     return overview
+
+
+@dataclass
+class RecordsPage:
+    """One page of the branch's waiting or failed customers or invoices, and the filter that chose it."""
+
+    kind: str  # customers | invoices
+    state: str  # open (pending or failed) | pending | failed
+    q: str
+    page: int
+    pages: int
+    total: int
+    rows: list
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    def filter_args(self, **changes) -> dict:
+        """The query arguments that reproduce this page (for links), with `changes` applied."""
+        args = {"kind": self.kind, "state": self.state, "q": self.q or None, "page": self.page}
+        args.update(changes)
+        return args
+
+
+def waiting_kind(counts: dict) -> str:
+    """The kind the page opens on: customers, unless only invoices are waiting or failed."""
+    def waiting(name):
+        return counts[name][SyncState.PENDING.value] + counts[name][SyncState.FAILED.value]
+    return "invoices" if waiting("contacts") == 0 and waiting("invoices") > 0 else "customers"
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def records(branch, kind: str | None, state: str | None, q: str | None = "", page: int | None = 1) -> RecordsPage:
+    """One page of the branch's pending and/or failed customers or issued invoices, failed first.
+
+    Unknown kinds and states fall back to customers and "pending or failed"; the page is clamped to
+    the pages there are. Two queries whatever the data: the count, then the page's rows (an
+    invoice's customer is joined in, not loaded per row).
+    """
+    kind = kind if kind in RECORD_KINDS else "customers"
+    state = state if state in RECORD_STATES else "open"
+    q = (q or "").strip()[:SEARCH_MAX]
+    model = Contact if kind == "customers" else Invoice
+    scope = _contact_scope(branch) if model is Contact else _invoice_scope(branch)
+    where = [*scope, model.sync_state.in_(RECORD_STATES[state])]  # deleted rows are hidden by every ORM select
+    if q:
+        needle = _like(q)
+        if model is Contact:
+            where.append(or_(Contact.name.ilike(needle, escape="\\"), Contact.reference.ilike(needle, escape="\\")))
+        else:
+            named = db.select(Contact.id).where(Contact.branch_id == branch.id,
+                                                Contact.name.ilike(needle, escape="\\"))
+            where.append(or_(Invoice.number.ilike(needle, escape="\\"), Invoice.contact_id.in_(named)))
+    total = db.session.scalar(db.select(func.count()).select_from(model).where(*where)) or 0
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(max(1, page or 1), pages)
+    query = (db.select(model).where(*where)
+             .order_by(case((model.sync_state == SyncState.FAILED, 0), else_=1), model.id)
+             .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
+    if model is Invoice:
+        query = query.options(joinedload(Invoice.contact))
+    return RecordsPage(kind, state, q, page, pages, total, db.session.scalars(query).all())

@@ -5,7 +5,7 @@ Every unsafe request is refused in a puppet session by one guard registered on t
 """
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError
@@ -52,12 +52,38 @@ def _to_page(branch_id: int):
     return redirect(url_for("sage_one_aus.show", branch_id=branch_id))
 
 
+RECORDS_TEMPLATE = "integrations/sage_one_aus/_records.html"
+
+
+def _wants_records_fragment() -> bool:
+    """An htmx filter or page request gets the records table alone; a history restore needs the whole page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _records(branch, default_kind: str = "customers") -> overview.RecordsPage:
+    args = request.args
+    return overview.records(branch, args.get("kind") or default_kind, args.get("state"), args.get("q", ""),
+                            args.get("page", 1, type=int))
+
+
 @bp.get("/branches/<int:branch_id>")
 @customer_required
 def show(branch_id: int):
-    """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history."""
+    """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history.
+
+    An htmx request (the filter form, the pager) gets only the pending-and-failed fragment the page
+    includes, read in two queries; the full page and the fragment share one URL, so both vary on HX-Request.
+    """
     branch = _branch(branch_id)
-    return render_template("integrations/sage_one_aus/branch.html", view=overview.branch_overview(branch))
+    if _wants_records_fragment():
+        response = make_response(render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch)))
+    else:
+        view = overview.branch_overview(branch)
+        response = make_response(render_template("integrations/sage_one_aus/branch.html", view=view,
+                                                 records=_records(branch, overview.waiting_kind(view.counts))))
+    if not request.headers.get("HX-Request"):  # portal.web adds it to htmx responses; caches need it on both
+        response.vary.add("HX-Request")
+    return response
 
 
 @bp.get("/branches/<int:branch_id>/connect")
