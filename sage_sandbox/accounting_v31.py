@@ -399,6 +399,15 @@ def _lookup_list(resource: str, items: list, to_json):
     return jsonify(_envelope(resource, items, to_json))
 
 
+def _lookup_one(collection: str, item_id: str, label: str, to_json):
+    """One record of a lookup collection of the selected business, or 404 RecordNotFound."""
+    with _state().lock:
+        item = getattr(g.business, collection).get(item_id)
+        if item is None:
+            raise _not_found(label)
+        return jsonify(to_json(item))
+
+
 @bp.get("/contact_types")
 def list_contact_types():
     """List contact types (CUSTOMER, VENDOR)."""
@@ -410,11 +419,7 @@ def list_contact_types():
 @bp.get("/contact_types/<type_id>")
 def get_contact_type(type_id: str):
     """Return one contact type."""
-    with _state().lock:
-        item = g.business.contact_types.get(type_id)
-        if item is None:
-            raise _not_found("contact type")
-        return jsonify(records.base_json("contact_types", item))
+    return _lookup_one("contact_types", type_id, "contact type", lambda t: records.base_json("contact_types", t))
 
 
 @bp.get("/artefact_statuses")
@@ -428,11 +433,8 @@ def list_artefact_statuses():
 @bp.get("/artefact_statuses/<status_id>")
 def get_artefact_status(status_id: str):
     """Return one artefact status."""
-    with _state().lock:
-        item = g.business.artefact_statuses.get(status_id)
-        if item is None:
-            raise _not_found("artefact status")
-        return jsonify(records.base_json("artefact_statuses", item))
+    return _lookup_one("artefact_statuses", status_id, "artefact status",
+                       lambda s: records.base_json("artefact_statuses", s))
 
 
 @bp.get("/ledger_accounts")
@@ -455,11 +457,8 @@ def list_ledger_accounts():
 @bp.get("/ledger_accounts/<account_id>")
 def get_ledger_account(account_id: str):
     """Return one ledger account."""
-    with _state().lock:
-        account = g.business.ledger_accounts.get(account_id)
-        if account is None:
-            raise _not_found("ledger account")
-        return jsonify(records.ledger_account_json(account, g.business))
+    return _lookup_one("ledger_accounts", account_id, "ledger account",
+                       lambda a: records.ledger_account_json(a, g.business))
 
 
 @bp.get("/tax_rates")
@@ -473,8 +472,4 @@ def list_tax_rates():
 @bp.get("/tax_rates/<rate_id>")
 def get_tax_rate(rate_id: str):
     """Return one tax rate."""
-    with _state().lock:
-        rate = g.business.tax_rates.get(rate_id)
-        if rate is None:
-            raise _not_found("tax rate")
-        return jsonify(records.tax_rate_json(rate))
+    return _lookup_one("tax_rates", rate_id, "tax rate", records.tax_rate_json)
