@@ -5,7 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from portal.config import Config, load_config
+from portal.config import Config, engine_options, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
         app.config.update(config)
         if "DATABASE_URL" in config:
             app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+            if "SQLALCHEMY_ENGINE_OPTIONS" not in config:
+                app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
 
     Path(app.instance_path).mkdir(exist_ok=True)
 

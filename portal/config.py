@@ -74,8 +74,11 @@ class Config:
         values = {name: getattr(self, name) for name in dir(self) if name.isupper()}
         values.update(
             SQLALCHEMY_DATABASE_URI=self.DATABASE_URL,
-            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            SQLALCHEMY_ENGINE_OPTIONS=engine_options(self.DATABASE_URL),
             PERMANENT_SESSION_LIFETIME=timedelta(hours=self.SESSION_HOURS),
+            # A login lasts SESSION_HOURS from sign-in: its Redis record expires then whatever
+            # the cookie says, so re-signing and re-sending the cookie on every request buys nothing.
+            SESSION_REFRESH_EACH_REQUEST=False,
             SESSION_COOKIE_NAME="portal_session",
             SESSION_COOKIE_HTTPONLY=True,
             SESSION_COOKIE_SAMESITE="Lax",
@@ -97,6 +100,12 @@ class Config:
             raise ConfigError("PORTAL_ENCRYPTION_KEY must be 32 bytes in urlsafe base64") from exc
         if self.ENCRYPTION_KEY == self.SECRET_KEY:
             raise ConfigError("PORTAL_ENCRYPTION_KEY must differ from PORTAL_SECRET_KEY")
+
+
+def engine_options(database_url: str) -> dict:
+    """SQLAlchemy engine options: a network database's pooled connections are pinged before use
+    (the server may have dropped them); a SQLite file has no connection to lose."""
+    return {} if database_url.startswith("sqlite") else {"pool_pre_ping": True}
 
 
 def _cast(current, raw: str):

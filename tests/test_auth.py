@@ -43,6 +43,18 @@ def test_session_cookie_is_httponly_and_samesite(client, auth):
     assert "HttpOnly" in header and "SameSite=Lax" in header
 
 
+def test_signed_in_pages_do_not_resend_the_cookie_or_extend_the_login(client, auth, redis_client):
+    user = factories.customer(factories.business())
+    auth.login(user)
+    client.get("/")  # the first page stores the form token in the session cookie
+    (key,) = redis_client.scan_iter("portal:session:*")
+    ttl = redis_client.ttl(key)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers  # nothing changed, nothing re-sent
+    assert redis_client.ttl(key) <= ttl  # the login lasts SESSION_HOURS from sign-in
+
+
 def test_logout_ends_the_session_on_the_server(client, auth, redis_client):
     user = factories.customer(factories.business())
     auth.login(user)

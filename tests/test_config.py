@@ -3,7 +3,7 @@ import base64
 import pytest
 
 from portal import create_app
-from portal.config import ConfigError, load_config
+from portal.config import ConfigError, engine_options, load_config
 
 GOOD_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 
@@ -59,3 +59,10 @@ def test_demo_data_command_refuses_production(monkeypatch):
     result = app.test_cli_runner().invoke(args=["demo-data"])
     assert result.exit_code != 0
     assert "only for development" in result.output
+
+
+def test_pooled_connections_are_pinged_only_for_a_network_database():
+    assert engine_options("sqlite:////tmp/portal.db") == {}
+    assert engine_options("postgresql+psycopg://portal@db/portal") == {"pool_pre_ping": True}
+    app = create_app({"ENV_NAME": "test", "DATABASE_URL": "postgresql+psycopg://portal@db/portal"})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
