@@ -8,10 +8,11 @@ seconds (`recent_overview`) and says how old they are.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Sequence
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, func, or_, select
@@ -41,6 +42,18 @@ class HealthContext:
 
 
 @dataclass(frozen=True)
+class Badge:
+    """One label beside a branch in the console: its health at a glance."""
+
+    css: str  # completes the `state-…` class, which sets the colour
+    label: str
+
+
+NOT_CONNECTED = Badge("none", "Not connected")
+HEALTHY = Badge("connected", "Healthy")
+
+
+@dataclass(frozen=True)
 class HealthFilter:
     """One health condition: how to find it in SQL and how to spot it on a loaded connection."""
 
@@ -49,6 +62,10 @@ class HealthFilter:
     severity: str  # "bad" or "warning": how loudly the console shows it
     sql: Callable[[HealthContext], object]
     applies: Callable[[Connection, HealthContext], bool]
+
+    @functools.cached_property
+    def badge(self) -> Badge:
+        return Badge("bad" if self.severity == "bad" else "warning", self.label)
 
     def describe(self, ctx: HealthContext) -> str:
         """The label with its parameters filled in."""
@@ -205,13 +222,19 @@ class _MomentParameters:
 _FLAG_COLUMN_NAMES = tuple((f, f"flag_{f.key}") for f in FILTERS)
 
 
+def sql_for_any_moment(health_filter: HealthFilter):
+    """The filter's predicate with the moment as bound parameters: a statement built with it once
+    runs for any moment, given `moment_parameters(ctx)`."""
+    return health_filter.sql(_MomentParameters)
+
+
 def flag_columns() -> list:
     """One boolean column per filter, labelled `flag_<key>`, evaluated by the database.
 
     For a list of branches: their flags come with the row instead of loading every timestamp the
     checks read. Run the statement with `moment_parameters(ctx)`; read a row with `flags_of(row)`.
     """
-    return [f.sql(_MomentParameters).label(column) for f, column in _FLAG_COLUMN_NAMES]
+    return [sql_for_any_moment(f).label(column) for f, column in _FLAG_COLUMN_NAMES]
 
 
 def moment_parameters(ctx: HealthContext) -> dict:
@@ -221,8 +244,8 @@ def moment_parameters(ctx: HealthContext) -> dict:
 
 
 def flags_of(row) -> list[HealthFilter]:
-    """The health filters a row carrying `flag_columns()` matches (NULL counts as no)."""
-    return [f for f, column in _FLAG_COLUMN_NAMES if getattr(row, column)]
+    """The health filters a row matches: its last columns are `flag_columns()` (NULL counts as no)."""
+    return [f for f, on in zip(FILTERS, row[-len(FILTERS):]) if on]
 
 
 def flags(connection: Connection | None, ctx: HealthContext) -> list[HealthFilter]:
@@ -230,3 +253,15 @@ def flags(connection: Connection | None, ctx: HealthContext) -> list[HealthFilte
     if connection is None:
         return []
     return [f for f in FILTERS if f.applies(connection, ctx)]
+
+
+def badges(state: ConnectionState | None, flags: Sequence[HealthFilter]) -> tuple[Badge, ...]:
+    """What the console shows beside a branch: each matching filter, else the connection's state
+    ("Healthy" when connected); `state` is None for a branch with no connection."""
+    if state is None:
+        return (NOT_CONNECTED,)
+    if flags:
+        return tuple(f.badge for f in flags)
+    if state == ConnectionState.CONNECTED:
+        return (HEALTHY,)
+    return (Badge(state.value, state.label),)

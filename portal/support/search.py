@@ -6,10 +6,11 @@ loading only the columns the page shows.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection as DBConnection
-from sqlalchemy import Row, bindparam, false, func, select
+from sqlalchemy import Row, bindparam, func, select
 
 from portal.extensions import db
 from portal.models import Branch, Business, Connection, CustomerSearch, Role, User
@@ -30,7 +31,7 @@ _BRANCHES = (
     select(
         Branch.business_id, Branch.name, Branch.is_head_office, Connection.id.label("connection_id"),
         Connection.provider, Connection.state, Connection.sage_business_name, Connection.sage_one_company_name,
-        *health.flag_columns(),
+        *health.flag_columns(),  # last: health.flags_of reads them from the end of the row
     )
     .outerjoin(Connection, Connection.branch_id == Branch.id)
     .where(Branch.business_id.in_(_PAGE_IDS))
@@ -51,9 +52,15 @@ class BusinessSummary:
 
 @dataclass
 class BranchResult:
-    branch: Row  # a _BRANCHES row: name, is_head_office
-    connection: Row | None  # the same row, read for the connection's columns; None when not connected
+    """A branch as the console lists it: a _BRANCHES row here, ORM objects on the customer page."""
+
+    branch: Row | Branch  # name, is_head_office
+    connection: Row | Connection | None  # provider, state, names; None when not connected
     flags: list[health.HealthFilter]
+    badges: tuple[health.Badge, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.badges = health.badges(self.connection.state if self.connection is not None else None, self.flags)
 
 
 @dataclass
@@ -99,31 +106,40 @@ def _pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
-def matching_businesses(query: str, health_filter: health.HealthFilter | None, ctx: health.HealthContext):
-    """A select of (id, name) of the businesses matching the text and health filter, in listing order."""
-    if query:
+@functools.cache
+def _matching(text: bool, health_key: str | None):
+    """A select of (id, name) of the matching businesses in listing order, for one shape of search.
+
+    Built once per shape (text or not, which health filter) and run with only the parameters
+    changing: the `pattern`, the moment (`health.moment_parameters`) and, for the unfiltered
+    listing, `limit` and `offset`.
+    """
+    if text:
         # One narrow row of lowercased text per business (portal.models.customer_search), scanned
         # in listing order: a broad query stops after the first matches it needs.
         business_id = CustomerSearch.business_id
-        stmt = select(business_id, CustomerSearch.name).order_by(CustomerSearch.name, business_id)
-        if SEPARATOR in query:
-            stmt = stmt.where(false())  # no single name or email spans two lines
-        else:
-            stmt = stmt.where(
-                CustomerSearch.haystack.like(_pattern(searchable(query)), escape="\\")
-            )
+        stmt = (
+            select(business_id, CustomerSearch.name)
+            .where(CustomerSearch.haystack.like(bindparam("pattern"), escape="\\"))
+            .order_by(CustomerSearch.name, business_id)
+        )
     else:
         business_id = Business.id
         stmt = select(business_id, Business.name).order_by(Business.name, business_id)
-    if health_filter is not None:
+    if health_key is not None:
         stmt = stmt.where(
             business_id.in_(
                 select(Branch.business_id)
                 .join(Connection, Connection.branch_id == Branch.id)
-                .where(health_filter.sql(ctx))
+                .where(health.sql_for_any_moment(health.BY_KEY[health_key]))
             )
         )
-    return stmt
+    if text or health_key is not None:
+        return stmt.limit(MAX_MATCHES + 1)
+    return stmt.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+_EVERYONE = select(func.count()).select_from(Business)
 
 
 def search(query: str = "", health_key: str | None = None, page: int = 1,
@@ -135,12 +151,20 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
     # Plain Core statements on the session's connection: they read no soft-deletable rows, so the
     # ORM's per-statement work (loader criteria, entity compilation) would buy nothing here.
     conn = db.session.connection()
+    if SEPARATOR in query:
+        # No single name or email spans two lines of the search text.
+        return SearchPage(query, health_filter, ctx, 1, 0, [])
     if query or health_filter is not None:
         # A substring match reads every search row once: do it in one query that returns the
         # ordered ids, then count and slice them here, rather than matching twice (count, then page).
         # Capped: a query typed one letter at a time matches most customers at first, and nobody
         # pages through thousands of results; the page says to keep typing instead.
-        matches = conn.execute(matching_businesses(query, health_filter, ctx).limit(MAX_MATCHES + 1)).all()
+        parameters = {"pattern": _pattern(searchable(query))} if query else {}
+        if health_filter is not None:
+            parameters.update(health.moment_parameters(ctx))
+        matches = conn.execute(
+            _matching(bool(query), health_filter.key if health_filter else None), parameters
+        ).all()
         capped = len(matches) > MAX_MATCHES
         matches = matches[:MAX_MATCHES]
         total = len(matches)
@@ -150,10 +174,10 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
         capped = False
         # Everyone, alphabetically: the name index gives the order, so only one page is read.
         # COUNT(*), not COUNT(id): SQLite answers it without reading each row.
-        total = conn.scalar(select(func.count()).select_from(Business))
+        total = conn.scalar(_EVERYONE)
         page = max(1, min(page, max(1, -(-total // PER_PAGE))))
         listed = conn.execute(
-            matching_businesses("", None, ctx).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+            _matching(False, None), {"limit": PER_PAGE, "offset": (page - 1) * PER_PAGE}
         ).all()
     return SearchPage(query, health_filter, ctx, page, total, _results(conn, listed, ctx), capped)
 

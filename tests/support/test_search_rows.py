@@ -198,3 +198,46 @@ def test_without_reuse_the_overview_counts_are_always_fresh(app, client, auth, r
     factories.connection(business.branches[1], state=ConnectionState.NEEDS_REAUTH)
     assert _needs_reauth_count(client.get("/support/").get_data(as_text=True)) == 2
     assert not redis_client.keys("support:health-overview:*")
+
+
+def test_each_branch_shows_its_health_badges_in_the_results_and_on_the_customer_page(app, client, auth):
+    now = utcnow()
+    business = factories.business("Bondi Brakes", branches=("Bondi", "Coogee", "Manly", "Randwick", "Maroubra"))
+    bondi, coogee, manly, randwick, _maroubra = business.branches
+    factories.connection(bondi, last_successful_sync_at=now - timedelta(hours=1))
+    factories.connection(coogee, state=ConnectionState.NEEDS_REAUTH, last_sync_outcome=SyncOutcome.FAILED,
+                         last_successful_sync_at=now - timedelta(hours=1))
+    factories.connection(manly, rate_limited_until=now + timedelta(minutes=5),
+                         last_successful_sync_at=now - timedelta(hours=1))
+    factories.connection(randwick, state=ConnectionState.DISCONNECTED)
+    auth.login(factories.support())
+
+    def badges_by_branch(html: str) -> dict[str, list[str]]:
+        rows = re.findall(r"<tr>\s*<td>(\w+).*?</td>.*?<td>(.*?)</td>\s*</tr>", html, re.S)
+        return {name: re.findall(r'<span class="state ([\w-]+)">([^<]+)</span>', cell) for name, cell in rows}
+
+    results = client.get("/support/?q=bondi+brakes", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert badges_by_branch(results) == {
+        "Bondi": [("state-connected", "Healthy")],
+        "Coogee": [("state-bad", "Needs re-authentication"), ("state-bad", "Last sync failed")],
+        "Manly": [("state-warning", "Rate-limited now")],
+        "Randwick": [("state-disconnected", "Disconnected")],
+        "Maroubra": [("state-none", "Not connected")],
+    }
+    page = client.get(f"/support/customers/{business.id}").get_data(as_text=True)
+    for name, expected in badges_by_branch(results).items():
+        card = page[page.index(f">{name}</h3>"):]
+        assert re.findall(r'<span class="state ([\w-]+)">([^<]+)</span>', card[:card.index("</p>")]) == expected, name
+
+
+def test_a_query_spanning_two_names_matches_nothing_without_asking_the_database(app):
+    factories.business("Harbour Auto", branches=("Sydney",))
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        page = search.search("auto\nsydney")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert page.total == 0 and page.results == []
+    assert not any("customer_search" in statement for statement in statements)
