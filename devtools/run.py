@@ -58,8 +58,8 @@ def main() -> int:
         processes.append(subprocess.Popen(
             [str(BIN / "flask"), "--app", "app", "worker"], cwd=ROOT, env=env))
         processes.append(subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-             "--access-logfile", "-", "app:app"], cwd=ROOT, env=env))
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "app:app"],
+            cwd=ROOT, env=env))  # processes and threads: gunicorn.conf.py
         _wait_for(f"http://127.0.0.1:{port}/login")
         print(
             "\n"
