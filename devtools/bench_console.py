@@ -7,7 +7,8 @@
    inserts and counts again: the counts must not grow.
 3. Serves the real portal under gunicorn on a free loopback port, signs in as support, and drives
    the same bounded concurrent load (a thread pool of `requests` sessions, loopback only, capped in
-   count and time) at the login page (baseline), the live search and the console overview.
+   count and time) at the login page (baseline), the live search and the console overview, in
+   interleaved rounds so that every page is measured over the same stretch of time.
    Prints latencies and each page's ratio to the login page (target ≤ 3×).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import os
 import random
 import re
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -178,13 +180,16 @@ def count_queries(app) -> dict[str, int]:
 
 # --- load -----------------------------------------------------------------------------------------
 
-def _serve(database_url: str, redis_url: str, port: int, workers: int, threads: int, log) -> subprocess.Popen:
+def _serve(database_url: str, redis_url: str, port: int, workers: int | None, threads: int | None,
+           log) -> subprocess.Popen:
+    """gunicorn as `make run` starts it (gunicorn.conf.py), unless --workers / --threads say otherwise."""
     env = dict(os.environ, PORTAL_ENV="development", PORTAL_DATABASE_URL=database_url,
                PORTAL_REDIS_URL=redis_url, PORTAL_RQ_QUEUE="portal-bench")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(
-        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-         "--worker-class", "gthread", "--log-level", "warning", "app:app"],
+        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+         *(["--workers", str(workers)] if workers else []), *(["--threads", str(threads)] if threads else []),
+         "app:app"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
@@ -199,18 +204,28 @@ def _serve(database_url: str, redis_url: str, port: int, workers: int, threads: 
     raise RuntimeError("gunicorn did not start")
 
 
-def _sign_in(base: str) -> dict:
+def _server_shape(args) -> str:
+    """The processes × threads gunicorn runs with here: the options, else gunicorn.conf.py."""
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return f"{args.workers or conf['workers']} processes × {args.threads or conf['threads']} threads"
+
+
+def _sign_in(base: str) -> requests.cookies.RequestsCookieJar:
+    """Sign in as support like a browser: post the form, follow the redirect, keep the cookie jar.
+
+    The jar (not a dict of values) goes to every load thread, so a cookie the portal updates
+    replaces the one sent, as in a browser, instead of piling up beside it.
+    """
     session = requests.Session()
     page = session.get(f"{base}/login", timeout=10).text
     response = session.post(f"{base}/login", data={"email": SUPPORT_EMAIL, "password": SUPPORT_PASSWORD,
-                                                    "csrf_token": CSRF.search(page).group(1)},
-                            allow_redirects=False, timeout=30)
-    assert response.status_code == 302, response.status_code
-    return session.cookies.get_dict()
+                                                    "csrf_token": CSRF.search(page).group(1)}, timeout=30)
+    assert response.status_code == 200 and response.history, response.status_code
+    return session.cookies
 
 
-def drive(base: str, paths: list[tuple[str, dict]], cookies: dict | None, requests_total: int,
-          concurrency: int, seconds: float) -> list[float]:
+def drive(base: str, paths: list[tuple[str, dict]], cookies: requests.cookies.RequestsCookieJar | None,
+          requests_total: int, concurrency: int, seconds: float) -> list[float]:
     """Send `requests_total` GETs over `concurrency` threads (stopping early after `seconds`)."""
     deadline = time.monotonic() + seconds
     per_thread = requests_total // concurrency
@@ -235,6 +250,33 @@ def drive(base: str, paths: list[tuple[str, dict]], cookies: dict | None, reques
         return [t for timings in pool.map(worker, range(concurrency)) for t in timings]
 
 
+class Samples(dict):
+    """Latencies per page, pooled over every round, with each round's own latencies in `rounds`."""
+
+    def __init__(self, labels):
+        super().__init__((label, []) for label in labels)
+        self.rounds = {label: [] for label in labels}
+
+
+def measure(base: str, plan: dict, args) -> Samples:
+    """Drive each page in turn, in `args.rounds` rounds, rotating which page goes first.
+
+    The machine's speed drifts (other work on the host, frequency changes), so measuring the
+    baseline once and each console page after it would compare different machines. Interleaved
+    rounds spread every page over the same stretch of time; the pooled p50s are compared.
+    """
+    samples = Samples(plan)
+    labels = list(plan)
+    per_round = max(args.concurrency, args.requests // args.rounds)
+    for n in range(args.rounds):
+        for label in labels[n % len(labels):] + labels[:n % len(labels)]:
+            paths, jar = plan[label]
+            timings = drive(base, paths, jar, per_round, args.concurrency, args.seconds / args.rounds)
+            samples[label].extend(timings)
+            samples.rounds[label].append(timings)
+    return samples
+
+
 def _summary(timings: list[float]) -> dict:
     ordered = sorted(timings)
     return {"n": len(ordered), "mean": statistics.fmean(ordered) * 1000,
@@ -249,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=800, help="requests per page under load")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60, help="time cap per page under load")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every page")
+    parser.add_argument("--workers", type=int, help="gunicorn processes (default: gunicorn.conf.py)")
+    parser.add_argument("--threads", type=int, help="threads per process (default: gunicorn.conf.py)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -309,17 +352,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         drive(base, [("/login", {})], None, args.concurrency * 2, args.concurrency, 30)  # warm up
         drive(base, searches + [("/support/", {})], cookies, args.concurrency * 4, args.concurrency, 30)
-        print(f"\nUnder load: {args.concurrency} concurrent clients, up to {args.requests} requests per page, "
-              f"gunicorn {args.workers} workers × {args.threads} threads, {os.cpu_count()} CPUs")
-        print("| page | requests | mean ms | p50 ms | p95 ms | p50 vs login |\n|---|---|---|---|---|---|")
-        baseline = None
+        samples = measure(base, plan, args)
+        print(f"\nUnder load: {args.concurrency} concurrent clients, up to {args.requests} requests per page "
+              f"in {args.rounds} interleaved rounds, gunicorn {_server_shape(args)}, "
+              f"{os.cpu_count()} CPUs")
+        print("| page | requests | mean ms | p50 ms | p95 ms | p50 vs login | per round |\n|---|---|---|---|---|---|---|")
+        baseline_label = next(iter(plan))
+        baseline = _summary(samples[baseline_label])["p50"]
         ratios = {}
-        for label, (paths, jar) in plan.items():
-            stats = _summary(drive(base, paths, jar, args.requests, args.concurrency, args.seconds))
-            baseline = baseline or stats["p50"]
+        for label, timings in samples.items():
+            stats = _summary(timings)
             ratios[label] = stats["p50"] / baseline
+            rounds = [statistics.median(r) / statistics.median(b)
+                      for r, b in zip(samples.rounds[label], samples.rounds[baseline_label])]
             print(f"| {label} | {stats['n']} | {stats['mean']:.1f} | {stats['p50']:.1f} | {stats['p95']:.1f} "
-                  f"| {ratios[label]:.2f}× |")
+                  f"| {ratios[label]:.2f}× | {min(rounds):.2f}–{max(rounds):.2f}× |")
         worst = max(ratios.values())
         print(f"\nQuery counts {'do not grow' if not grew else 'GREW on: ' + ', '.join(grew)}; "
               f"worst console ratio {worst:.2f}× (target ≤ 3×): {'met' if worst <= 3 else 'NOT met'}")
