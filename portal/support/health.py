@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
 from flask import current_app
+from markupsafe import Markup
 from sqlalchemy import and_, bindparam, func, or_, select
 
 from portal.extensions import db, get_redis
@@ -43,10 +44,20 @@ class HealthContext:
 
 @dataclass(frozen=True)
 class Badge:
-    """One label beside a branch in the console: its health at a glance."""
+    """One label beside a branch in the console: its health at a glance.
+
+    A template prints it as it is (`{{ badge }}`): the markup is made here, once per badge.
+    """
 
     css: str  # completes the `state-…` class, which sets the colour
     label: str
+
+    @functools.cached_property
+    def _markup(self) -> Markup:
+        return Markup('<span class="state state-{}">{}</span>').format(self.css, self.label)
+
+    def __html__(self) -> Markup:
+        return self._markup
 
 
 NOT_CONNECTED = Badge("none", "Not connected")

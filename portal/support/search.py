@@ -57,10 +57,10 @@ class BranchResult:
     branch: Row | Branch  # name, is_head_office
     connection: Row | Connection | None  # provider, state, names; None when not connected
     flags: list[health.HealthFilter]
-    badges: tuple[health.Badge, ...] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.badges = health.badges(self.connection.state if self.connection is not None else None, self.flags)
+    @functools.cached_property
+    def badges(self) -> tuple[health.Badge, ...]:
+        return health.badges(self.connection.state if self.connection is not None else None, self.flags)
 
 
 @dataclass
@@ -150,10 +150,10 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
     health_filter = health.get_filter(health_key)
     # Plain Core statements on the session's connection: they read no soft-deletable rows, so the
     # ORM's per-statement work (loader criteria, entity compilation) would buy nothing here.
-    conn = db.session.connection()
     if SEPARATOR in query:
         # No single name or email spans two lines of the search text.
         return SearchPage(query, health_filter, ctx, 1, 0, [])
+    conn = db.session.connection()
     if query or health_filter is not None:
         # A substring match reads every search row once: do it in one query that returns the
         # ordered ids, then count and slice them here, rather than matching twice (count, then page).
