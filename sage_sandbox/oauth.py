@@ -145,6 +145,15 @@ def _require_form():
         raise OAuthError("invalid_request", "The request body must be application/x-www-form-urlencoded")
 
 
+def _form_client(state: SandboxState) -> str:
+    """Count a call to the token or revoke endpoint, then check its form body and client; the
+    client id, or OAuthError."""
+    with state.lock:
+        state.counters["oauth"] += 1
+    _require_form()
+    return _check_client(state)
+
+
 def _verify_pkce(grant: AuthorizationCode, verifier: str | None) -> bool:
     if not grant.code_challenge:
         return True
@@ -212,11 +221,8 @@ def _no_store(response):
 def token():
     """Exchange an authorization code or a refresh token for a new token pair."""
     state = _state()
-    with state.lock:
-        state.counters["oauth"] += 1
     try:
-        _require_form()
-        client_id = _check_client(state)
+        client_id = _form_client(state)
         grant_type = request.form.get("grant_type")
         if grant_type == "authorization_code":
             body = exchange_code(state, client_id, request.form)
@@ -235,11 +241,8 @@ def token():
 def revoke():
     """Revoke a refresh token; unknown tokens are accepted silently (RFC 7009)."""
     state = _state()
-    with state.lock:
-        state.counters["oauth"] += 1
     try:
-        _require_form()
-        client_id = _check_client(state)
+        client_id = _form_client(state)
         token_value = request.form.get("token")
         if not token_value:
             raise OAuthError("invalid_request", "token is required")
