@@ -52,6 +52,23 @@ class Config:
     # Failed sign-ins allowed per window, per account and per address (`limits` notation).
     LOGIN_FAILURES_PER_ACCOUNT = "5 per 15 minutes"
     LOGIN_FAILURES_PER_ADDRESS = "30 per 15 minutes"
+    # Password-reset requests allowed per window (every request counts, known address or not).
+    PASSWORD_RESETS_PER_ACCOUNT = "3 per hour"
+    PASSWORD_RESETS_PER_ADDRESS = "20 per hour"
+    PASSWORD_RESET_MINUTES = 30
+
+    # Outgoing mail (password resets). Development points at `make run`'s local sink.
+    SMTP_HOST: str | None = None
+    SMTP_PORT = 587
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_STARTTLS = True
+    SMTP_TIMEOUT_SECONDS = 10.0
+    MAIL_FROM = "Workshop Portal <no-reply@portal.example>"
+    # Development only: the folder (Maildir) where `make run`'s mail sink keeps what it received.
+    DEV_MAILBOX: str | None = None
+    # Strict-Transport-Security max-age, sent in production only.
+    HSTS_SECONDS = 31536000
 
     # Login password hashing (werkzeug notation; scrypt with n=2**15 by default).
     PASSWORD_HASH_METHOD = "scrypt"
@@ -91,6 +108,13 @@ class Config:
         """Raise ConfigError when a secret is missing or malformed."""
         if not self.SECRET_KEY:
             raise ConfigError("PORTAL_SECRET_KEY must be set")
+        if self.ENV_NAME == "production":
+            # The development keys are public (they ship in this file); a short key is guessable.
+            if self.SECRET_KEY in _SHIPPED_SECRETS or self.ENCRYPTION_KEY in _SHIPPED_SECRETS:
+                raise ConfigError("PORTAL_SECRET_KEY and PORTAL_ENCRYPTION_KEY must not be the "
+                                  "development keys: generate new random ones")
+            if len(self.SECRET_KEY.encode()) < 32:
+                raise ConfigError("PORTAL_SECRET_KEY must be at least 32 bytes of random text")
         if not self.ENCRYPTION_KEY:
             raise ConfigError("PORTAL_ENCRYPTION_KEY must be set (32 bytes, urlsafe base64)")
         try:
@@ -128,6 +152,10 @@ class DevelopmentConfig(Config):
     SAGE_CLIENT_SECRET = "portal-dev-secret"
     SAGE_ONE_API_KEY = "portal-dev-apikey"
     DEMO_DATA_ALLOWED = True
+    SMTP_HOST = "127.0.0.1"
+    SMTP_PORT = 8025
+    SMTP_STARTTLS = False
+    MAIL_FROM = "Workshop Portal <no-reply@portal.test>"
 
     def __init__(self) -> None:
         sandbox = f"http://127.0.0.1:{os.environ.get('SANDBOX_PORT', '5001')}"
@@ -155,6 +183,8 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = True
 
+
+_SHIPPED_SECRETS = frozenset({DevelopmentConfig.SECRET_KEY, DevelopmentConfig.ENCRYPTION_KEY})
 
 CONFIGS = {c.ENV_NAME: c for c in (DevelopmentConfig, TestConfig, ProductionConfig)}
 

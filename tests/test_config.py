@@ -6,6 +6,7 @@ from portal import create_app
 from portal.config import ConfigError, engine_options, load_config
 
 GOOD_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+GOOD_SECRET = "a-long-random-secret-of-at-least-32-bytes"
 
 
 def test_production_refuses_to_start_without_secret_key(monkeypatch):
@@ -16,21 +17,21 @@ def test_production_refuses_to_start_without_secret_key(monkeypatch):
 
 
 def test_production_refuses_to_start_without_encryption_key(monkeypatch):
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "a-long-random-secret")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", GOOD_SECRET)
     monkeypatch.delenv("PORTAL_ENCRYPTION_KEY", raising=False)
     with pytest.raises(ConfigError, match="ENCRYPTION_KEY"):
         load_config("production")
 
 
 def test_production_refuses_a_malformed_encryption_key(monkeypatch):
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "a-long-random-secret")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", "too-short")
     with pytest.raises(ConfigError, match="32 bytes"):
         load_config("production")
 
 
 def test_production_starts_with_its_secrets_and_secure_cookies(monkeypatch):
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "a-long-random-secret")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", GOOD_KEY)
     app = create_app({"ENV_NAME": "production"})
     assert app.config["SESSION_COOKIE_SECURE"] is True
@@ -53,7 +54,7 @@ def test_unknown_environment_is_refused():
 
 
 def test_demo_data_command_refuses_production(monkeypatch):
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "a-long-random-secret")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", GOOD_KEY)
     app = create_app({"ENV_NAME": "production", "DATABASE_URL": "sqlite://"})
     result = app.test_cli_runner().invoke(args=["demo-data"])
@@ -66,3 +67,23 @@ def test_pooled_connections_are_pinged_only_for_a_network_database():
     assert engine_options("postgresql+psycopg://portal@db/portal") == {"pool_pre_ping": True}
     app = create_app({"ENV_NAME": "test", "DATABASE_URL": "postgresql+psycopg://portal@db/portal"})
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+
+
+def test_production_refuses_a_secret_key_shorter_than_32_bytes(monkeypatch):
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "s" * 31)
+    monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", GOOD_KEY)
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load_config("production")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "s" * 32)
+    assert load_config("production").SECRET_KEY == "s" * 32
+
+
+@pytest.mark.parametrize("which", ["SECRET_KEY", "ENCRYPTION_KEY"])
+def test_production_refuses_the_development_keys_that_ship_in_the_source(monkeypatch, which):
+    from portal.config import DevelopmentConfig
+
+    monkeypatch.setenv("PORTAL_SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", GOOD_KEY)
+    monkeypatch.setenv(f"PORTAL_{which}", getattr(DevelopmentConfig, which))
+    with pytest.raises(ConfigError, match="development keys"):
+        load_config("production")
