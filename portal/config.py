@@ -38,6 +38,12 @@ class Config:
     SAGE_CLIENT_ID: str | None = None
     SAGE_CLIENT_SECRET: str | None = None
     SAGE_RATE_LIMIT_PER_MINUTE = 100
+    # Share of Sage's published rate the portal leaves unused, so it never trips Sage's own count.
+    SAGE_RATE_MARGIN = 0.1
+    # Requests per Sage business per day (reference A6: Sage may cap a business at about 2,500); 0: none.
+    SAGE_DAILY_REQUEST_BUDGET = 2500
+    # The longest a web page waits for a Sage request slot before answering "Sage is busy".
+    SAGE_PAGE_WAIT_SECONDS = 1.5
 
     # Sage One Accounting AUS, API 2.0.0 (HTTP Basic with the customer's login + the app's key).
     SAGE_ONE_API_URL = "https://accounting.sageone.com.au/api/2.0.0"
