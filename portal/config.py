@@ -49,6 +49,8 @@ class Config:
     SAGE_ONE_API_URL = "https://accounting.sageone.com.au/api/2.0.0"
     SAGE_ONE_API_KEY: str | None = None
     SAGE_ONE_RATE_LIMIT_PER_MINUTE = 100
+    # Share of Sage One's published rate the portal keeps free (clock edges, other callers): 0.1 = 90 of 100.
+    SAGE_ONE_RATE_MARGIN = 0.1
 
     HTTP_TIMEOUT_SECONDS = 15.0
     SESSION_HOURS = 8
