@@ -35,6 +35,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
                 app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
 
     Path(app.instance_path).mkdir(exist_ok=True)
+    from portal import log_safety  # first, so no log line of the app ever holds a password
+    log_safety.install()
 
     from portal import extensions, models  # noqa: F401 - models register with the metadata
 
