@@ -5,7 +5,9 @@
 * The Sage One AUS password is encrypted (AES-GCM) under a key derived from the private key and the
   salt, with associated data binding it to the user and the Sage username.
 * A job that needs the private key gets it sealed (Fernet, under the app's encryption key): Redis
-  never holds it in the clear and the worker refuses a seal older than JOB_SEAL_SECONDS.
+  never holds it in the clear and the worker refuses a seal older than JOB_SEAL_SECONDS. The
+  seal waits in a Redis key of its own that expires with it (`hold_for_job`); the job's arguments
+  carry only a reference, and the job deletes the seal when it takes it.
 * Sage OAuth tokens are encrypted at rest under the app's encryption key, bound to their row.
 
 Associated data always names the user (or row) so a ciphertext copied elsewhere does not open.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
@@ -22,6 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from flask import current_app
+
+from portal.extensions import get_redis
 
 SALT_BYTES = 16
 PRIVATE_KEY_BYTES = 32
@@ -161,6 +166,38 @@ def unseal_for_job(sealed: str) -> bytes:
         raise SealExpired(
             "The sign-in that started this job has expired; ask the customer to start it again."
         ) from exc
+
+
+# --- Sealed job keys held in Redis under a reference -------------------------------------------
+
+_JOB_KEY_PREFIX = "portal:job-key:"
+
+
+def hold_for_job(private_key: bytes) -> str:
+    """Seal a private key into Redis for JOB_SEAL_SECONDS and return the reference a job passes.
+
+    The job's own arguments (kept by RQ for a day after it ends, a week when it fails) carry only
+    the reference; the seal lives in a key of its own that expires with the seal and is deleted
+    when the job takes it (`take_for_job`) or ends (`drop_for_job`).
+    """
+    reference = secrets.token_urlsafe(18)
+    get_redis().set(_JOB_KEY_PREFIX + reference, seal_for_job(private_key),
+                    ex=int(current_app.config["JOB_SEAL_SECONDS"]))
+    return reference
+
+
+def take_for_job(reference: str) -> bytes:
+    """Open the key held under `reference` and delete it from Redis; raises SealExpired when gone."""
+    sealed = get_redis().getdel(_JOB_KEY_PREFIX + str(reference)) if reference else None
+    if sealed is None:
+        raise SealExpired("The sign-in that started this job has expired; ask the customer to start it again.")
+    return unseal_for_job(sealed.decode() if isinstance(sealed, bytes) else sealed)
+
+
+def drop_for_job(reference: str | None) -> None:
+    """Delete the key held under `reference`, taken or not (a job that ended, a job not enqueued)."""
+    if reference:
+        get_redis().delete(_JOB_KEY_PREFIX + str(reference))
 
 
 # --- Login sessions: the private key held server-side, encrypted ---------------------------------
