@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from devtools.mail_sink import MailSink
 from devtools.redis_server import answers, start_private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,12 @@ def main() -> int:
         env["PORTAL_REDIS_URL"] = private_redis.url
         print(f"No Redis answered at {redis_url}; started a private one at {private_redis.url}")
 
+    # A local SMTP server: password-reset mail lands in instance/dev-mail, shown at /_dev/mail.
+    mail_sink = MailSink(ROOT / "instance" / "dev-mail").start()
+    env["PORTAL_SMTP_HOST"], env["PORTAL_SMTP_PORT"] = mail_sink.host, str(mail_sink.port)
+    env["PORTAL_SMTP_STARTTLS"] = "false"
+    env["PORTAL_DEV_MAILBOX"] = str(mail_sink.directory)
+
     processes: list[subprocess.Popen] = []
     try:
         _flask("db", "upgrade", env=env)
@@ -65,7 +72,8 @@ def main() -> int:
             "\n"
             f"  Portal        http://127.0.0.1:{port}\n"
             f"  Sage sandbox  {sandbox_url}/_sandbox/\n"
-            f"  Health        http://127.0.0.1:{port}/healthz\n\n"
+            f"  Health        http://127.0.0.1:{port}/healthz\n"
+            f"  Mail sent     http://127.0.0.1:{port}/_dev/mail   (password-reset links)\n\n"
             "  Customer  owner@harbour-auto.test / demo-password\n"
             "  Support   support@portal.test / demo-password\n"
             "  Sage login (sandbox)        sage@harbour-auto.test / sandbox-password\n"
@@ -88,6 +96,7 @@ def main() -> int:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        mail_sink.stop()
         if private_redis is not None:
             private_redis.stop()
 

@@ -28,6 +28,10 @@ class PasswordRejected(ValueError):
     """A new password does not meet the rules; the message says which."""
 
 
+class WrongPassword(PasswordRejected):
+    """The current password given to confirm a change is not the account's."""
+
+
 def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise PasswordRejected(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
@@ -65,7 +69,7 @@ def authenticate(email: str, password: str) -> tuple[User, bytes | None] | None:
 def change_password(user: User, old_password: str, new_password: str) -> bytes | None:
     """Change a password knowing the old one: the same private key is re-wrapped (rule 7 holds)."""
     if not check_password_hash(user.password_hash, old_password):
-        raise PasswordRejected("Your current password is not right.")
+        raise WrongPassword("Your current password is not right.")
     _check_new_password(new_password)
     private_key = None
     if user.role == Role.CUSTOMER:

@@ -29,16 +29,24 @@ def _lifetime_seconds() -> int:
     return int(current_app.permanent_session_lifetime.total_seconds())
 
 
-def begin(user, private_key: bytes | None) -> None:
-    """Sign `user` in with a fresh session id (never reusing the pre-login one)."""
+# Fields of a session record that a rotation (a new session id for the same login) carries over.
+_CARRIED_OVER = ("second_factor",)
+
+
+def begin(user, private_key: bytes | None, **fields) -> None:
+    """Sign `user` in with a fresh session id (never reusing the pre-login one).
+
+    `fields` are stored in the record too (`second_factor=True` once a support person gave theirs).
+    """
     session.clear()
     session_id = secrets.token_urlsafe(24)
     secret = os.urandom(32)
-    record: dict = {"user_id": user.id}
+    record: dict = {"user_id": user.id, **{k: v for k, v in fields.items() if v is not None}}
     if private_key is not None:
         blob = keys.encrypt_for_session(private_key, secret, session_id)
         record["key"] = base64.b64encode(blob).decode()
     get_redis().set(_key(session_id), json.dumps(record), ex=_lifetime_seconds())
+    g.session_record = record
     session.permanent = True
     session["sid"] = session_id
     session["sk"] = base64.b64encode(secret).decode()
@@ -63,6 +71,12 @@ def update(**changes) -> None:
     current = {k: v for k, v in current.items() if v is not None}
     get_redis().set(_key(session["sid"]), json.dumps(current), keepttl=True)
     g.session_record = current
+
+
+def carried_over() -> dict:
+    """The fields of this session record that a new session id for the same login keeps."""
+    current = record() or {}
+    return {name: current[name] for name in _CARRIED_OVER if name in current}
 
 
 def private_key() -> bytes | None:

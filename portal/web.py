@@ -7,7 +7,7 @@ from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal import puppet
+from portal import dev_mail, puppet
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def register(app: Flask) -> None:
         app.register_blueprint(blueprint)
 
     puppet.init_app(app)
+    dev_mail.init_app(app)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -63,6 +63,23 @@ def _migrated(database_url, redis_url):
     return True
 
 
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory):
+    """A real SMTP server (aiosmtpd) on a loopback port for the whole run; tests read its Maildir."""
+    from devtools.mail_sink import MailSink
+
+    sink = MailSink(tmp_path_factory.mktemp("mail")).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def outbox(mail_sink):
+    """The mail sink, emptied for this test: `outbox.messages()` is what the portal sent."""
+    mail_sink.clear()
+    return mail_sink
+
+
 def _test_settings(database_url: str, redis_url: str, **overrides) -> dict:
     return {
         "ENV_NAME": "test",
@@ -111,9 +128,9 @@ def sandbox_settings(url: str) -> dict:
 
 
 @pytest.fixture
-def app_settings(request, database_url, redis_url) -> dict:
+def app_settings(request, database_url, redis_url, mail_sink) -> dict:
     """Config overrides for the test app. Tests that use `sandbox` get its URLs too."""
-    settings = _test_settings(database_url, redis_url)
+    settings = _test_settings(database_url, redis_url, SMTP_HOST=mail_sink.host, SMTP_PORT=mail_sink.port)
     if "sandbox" in request.fixturenames:
         settings.update(sandbox_settings(request.getfixturevalue("sandbox").url))
     return settings

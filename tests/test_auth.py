@@ -131,3 +131,37 @@ def test_expired_login_in_an_htmx_request_redirects_the_whole_page(client):
     response = client.get("/", headers={"HX-Request": "true"})
     assert response.status_code == 401
     assert response.headers["HX-Redirect"].startswith("/login")
+
+
+def test_change_password_ends_every_other_session_and_rotates_this_one(client, auth, app, redis_client):
+    user = factories.customer(factories.business())
+    elsewhere = app.test_client()
+    elsewhere.post("/login", data={"email": user.email, "password": factories.PASSWORD})
+    assert elsewhere.get("/").status_code == 200
+    auth.login(user)
+    before = _cookie(client)
+    response = client.post("/account/password", data={
+        "current_password": factories.PASSWORD, "new_password": "a-new-long-password",
+        "confirm_password": "a-new-long-password"})
+    assert response.status_code == 302
+    assert elsewhere.get("/").status_code == 302  # the other login is gone
+    assert _cookie(client) != before  # this one has a new session id …
+    assert client.get("/").status_code == 200  # … and still works
+    assert len(list(redis_client.scan_iter("portal:session:*"))) == 1
+    stale = app.test_client()
+    stale.set_cookie("portal_session", before)
+    assert stale.get("/").status_code == 302  # the old id no longer opens the session
+
+
+def test_guesses_at_the_current_password_are_throttled_like_sign_in(client, auth):
+    user = factories.customer(factories.business())
+    auth.login(user)
+    data = {"current_password": "a-wrong-guess", "new_password": "a-new-long-password",
+            "confirm_password": "a-new-long-password"}
+    for _ in range(5):
+        assert client.post("/account/password", data=data).status_code == 400
+    throttled = client.post("/account/password", data=dict(data, current_password=factories.PASSWORD))
+    assert throttled.status_code == 429
+    assert b"Too many password attempts" in throttled.data
+    auth.logout()
+    assert auth.login(user).status_code == 429  # the same per-account throttle as sign-in

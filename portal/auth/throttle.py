@@ -50,3 +50,29 @@ def clear_account(email: str) -> None:
     """Forget an account's failures after a successful sign-in."""
     item, key = _rules(email, "")[0]
     _limiter().clear(item, *key)
+
+
+def _reset_rules(email: str, address: str):
+    config = current_app.config
+    return [
+        (parse(config["PASSWORD_RESETS_PER_ACCOUNT"]), ("reset-account", email.strip().lower())),
+        (parse(config["PASSWORD_RESETS_PER_ADDRESS"]), ("reset-address", address or "unknown")),
+    ]
+
+
+def take_reset_request(email: str, address: str) -> int:
+    """Count one password-reset request; 0 when it may go ahead, else seconds to wait.
+
+    Every request counts, whether or not the address has an account, so the answer says nothing
+    about which addresses exist.
+    """
+    limiter = _limiter()
+    wait = 0
+    for item, key in _reset_rules(email, address):
+        if not limiter.test(item, *key):
+            reset_at, _ = limiter.get_window_stats(item, *key)
+            wait = max(wait, math.ceil(reset_at - time.time()), 1)
+    if not wait:
+        for item, key in _reset_rules(email, address):
+            limiter.hit(item, *key)
+    return wait

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal import accounts, puppet, sessions
+from portal import accounts, password_reset, puppet, sessions
 from portal.auth import throttle
 from portal.extensions import db
 from portal.models import utcnow
@@ -71,28 +71,105 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+def _throttled_message(wait: int, what: str) -> str:
+    minutes = max(1, round(wait / 60))
+    return f"Too many {what}. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def change_password():
-    """Change the signed-in person's password (their Sage One AUS key is kept)."""
+    """Change the signed-in person's password (their Sage One AUS key is kept).
+
+    Guesses at the current password meet the sign-in throttles. A change ends every other login
+    of the account and gives this one a new session id.
+    """
     if puppet.current_session() is not None:
         flash("A puppet session can't change the customer's password.", "error")
         return redirect(url_for("customer.dashboard"))
     status = 200
     if request.method == "POST":
         new = request.form.get("new_password", "")
-        if new != request.form.get("confirm_password", ""):
+        address = request.remote_addr or ""
+        wait = throttle.seconds_until_allowed(current_user.email, address)
+        if wait:
+            flash(_throttled_message(wait, "password attempts"), "error")
+            status = 429
+        elif new != request.form.get("confirm_password", ""):
             flash("The new passwords don't match.", "error")
             status = 400
         else:
             try:
                 key = accounts.change_password(current_user, request.form.get("current_password", ""), new)
+            except accounts.WrongPassword as exc:
+                throttle.record_failure(current_user.email, address)
+                flash(str(exc), "error")
+                status = 400
             except accounts.PasswordRejected as exc:
                 flash(str(exc), "error")
                 status = 400
             else:
-                if key is not None:
-                    sessions.replace_private_key(key)
-                flash("Your password has been changed.", "success")
-                return redirect(home_for(current_user))
+                user = current_user._get_current_object()
+                extra = sessions.carried_over()
+                sessions.end_all_for(user.id)
+                sessions.begin(user, key, **extra)
+                flash("Your password has been changed. Every other signed-in session has ended.", "success")
+                return redirect(home_for(user))
     return render_template("auth/change_password.html"), status
+
+
+RESET_REQUESTED = ("If an account uses that address, we've sent it a link to reset the password. "
+                   "The link works once, for {minutes} minutes. Check your inbox (and spam folder).")
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password():
+    """Ask for a password-reset link by email; the answer is the same whether or not the address
+    has an account (throttled per address typed and per network address)."""
+    email = request.form.get("email", "").strip()[:254]
+    status = 200
+    sent = False
+    if request.method == "POST":
+        if "@" not in email:
+            flash("Enter the email address you sign in with.", "error")
+            status = 400
+        else:
+            wait = throttle.take_reset_request(email, request.remote_addr or "")
+            if wait:
+                flash(_throttled_message(wait, "reset requests"), "error")
+                status = 429
+            else:
+                password_reset.request_link(email)
+                sent = True
+    return render_template("auth/forgot_password.html", email=email, sent=sent,
+                           message=RESET_REQUESTED.format(minutes=current_app.config["PASSWORD_RESET_MINUTES"])), status
+
+
+@bp.route("/password/reset", methods=["GET", "POST"])
+def reset_password():
+    """Choose a new password through the link of a reset email; ends every session of the account."""
+    token = request.values.get("token", "")
+    if request.method == "GET":
+        if password_reset.token_or_none(token) is None:
+            flash(str(password_reset.ResetLinkRejected()), "error")
+            return redirect(url_for("auth.forgot_password"))
+        return render_template("auth/reset_password.html", token=token)
+    new = request.form.get("new_password", "")
+    if new != request.form.get("confirm_password", ""):
+        flash("The new passwords don't match.", "error")
+        return render_template("auth/reset_password.html", token=token), 400
+    try:
+        user = password_reset.complete(token, new)
+    except password_reset.ResetLinkRejected as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("auth.forgot_password"))
+    except accounts.PasswordRejected as exc:
+        flash(str(exc), "error")
+        return render_template("auth/reset_password.html", token=token), 400
+    if current_user.is_authenticated:
+        sessions.end()
+    message = "Your password has been reset and every signed-in session has ended. Sign in with the new password."
+    if user.is_customer:
+        message += " Saved Sage One AUS logins need entering again: the branch pages say where."
+    flash(message, "success")
+    return redirect(url_for("auth.login"))

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, LargeBinary, String, func
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -82,6 +82,11 @@ class User(UserMixin, db.Model):
     # Bumped when a reset replaces the private key; ciphertexts made under an older key are stale.
     key_generation: Mapped[int] = mapped_column(default=1)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Support staff's second factor: the TOTP secret (encrypted at rest), when it was confirmed,
+    # and the last time step accepted (a code is never accepted twice).
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary(256))
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     business: Mapped[Business | None] = relationship(back_populates="users")
