@@ -2,7 +2,7 @@
 
 import math
 from collections import deque
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -14,6 +14,8 @@ bp = Blueprint("sandbox_v31", __name__, url_prefix="/v3.1")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
 UNPAGED = 2147483647
+DAY = 86400
+BASE_ATTRIBUTES = ("id", "displayed_as", "$path")
 OPEN_PATHS = ("/v3.1/businesses", "/v3.1/user")  # served whatever X-Business says
 
 
@@ -72,7 +74,7 @@ def authenticate_and_throttle():
         user = state.sage_user(token.user_email)
         g.user, g.token = user, token
         g.business = _select_business(state, user)
-        _throttle(state, g.business.id)
+        _throttle(state, g.business)
         g.business.requests += 1
         if token.scope == "readonly" and request.method not in ("GET", "HEAD", "OPTIONS"):
             raise ApiError(403, "MultiUserAccessDenied",
@@ -91,21 +93,36 @@ def _select_business(state: SandboxState, user):
     return state.businesses[user.business_ids[0]]
 
 
-def _throttle(state: SandboxState, business_id: str) -> None:
-    limit = state.sage_rate_limit
-    if not limit:
-        return
+def _throttle(state: SandboxState, business) -> None:
+    """Apply the daily budget, then the per-minute limit; only admitted requests count toward either."""
     now = state.now()
-    window = state.sage_windows.setdefault(business_id, deque())
-    while window and window[0] <= now - 60:
-        window.popleft()
-    if len(window) >= limit:
-        retry_after = max(1, math.ceil(window[0] + 60 - now))
+    day = int(now // DAY)
+    if business.day != day:
+        business.day, business.day_requests = day, 0
+    budget = state.sage_daily_limit
+    if budget and business.day_requests >= budget:
+        business.limited_per_day += 1
+        state.limit_counters["v3.1_per_day_429"] += 1
+        retry_after = max(1, math.ceil((day + 1) * DAY - now))  # the budget renews at midnight UTC
         raise ApiError(429, "TooManyRequests",
-                       f"Rate limit of {limit} requests per minute exceeded for this business. "
+                       f"Daily limit of {budget} requests exceeded for this business. "
                        f"Retry after {retry_after} seconds.",
                        headers={"Retry-After": str(retry_after)})
-    window.append(now)
+    limit = state.sage_rate_limit
+    if limit:
+        window = state.sage_windows.setdefault(business.id, deque())
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= limit:
+            business.limited_per_minute += 1
+            state.limit_counters["v3.1_per_minute_429"] += 1
+            retry_after = max(1, math.ceil(window[0] + 60 - now))
+            raise ApiError(429, "TooManyRequests",
+                           f"Rate limit of {limit} requests per minute exceeded for this business. "
+                           f"Retry after {retry_after} seconds.",
+                           headers={"Retry-After": str(retry_after)})
+        window.append(now)
+    business.day_requests += 1
 
 
 # ------------------------------------------------------------------------ helpers
@@ -142,15 +159,62 @@ def _since_arg(name: str = "updated_or_created_since") -> float | None:
         raise ApiError(422, "RecordInvalid", f"{name} must be a date or an ISO-8601 date-time.", name) from None
 
 
-def _select_attributes(full: dict) -> dict:
-    wanted = request.args.get("attributes")
-    base = {k: full[k] for k in ("id", "displayed_as", "$path") if k in full}
+def _shape() -> str:
+    return _state().config["SANDBOX_V31_SHAPE"]
+
+
+def reply(body, status: int = 200):
+    """Answer with a record body in the configured wire shape (live: decimal strings and nulls; spec: numbers)."""
+    response = jsonify(records.render(body, _shape()))
+    response.status_code = status
+    return response
+
+
+def _names(argument: str) -> str | set | None:
+    """Parse an `attributes`/`nested_attributes` value: None (base only), "all", or a set of names."""
+    wanted = (request.args.get(argument) or "").strip()
     if not wanted:
+        return None
+    if wanted == "all":
+        return "all"
+    return {n.strip() for n in wanted.split(",") if n.strip()}
+
+
+def _as_link(value, nested):
+    """Cut a nested record down to its base attributes plus any `nested_attributes` asked for."""
+    if isinstance(value, list):
+        return [_as_link(v, nested) for v in value]
+    if not isinstance(value, dict) or "id" not in value or nested == "all":
+        return value  # value objects without an id (tax_treatment, links) are not records
+    return {k: v for k, v in value.items() if k in BASE_ATTRIBUTES or (nested and k in nested)}
+
+
+def _select_attributes(full: dict) -> dict:
+    """Shape a list item: base attributes unless `attributes=` asks, nested records as links unless
+    `nested_attributes=` asks."""
+    wanted, nested = _names("attributes"), _names("nested_attributes")
+    base = {k: v for k, v in full.items() if k in BASE_ATTRIBUTES}
+    if wanted is None:
         return base
-    if wanted.strip() == "all":
-        return full
-    names = [n.strip() for n in wanted.split(",") if n.strip()]
-    return {**base, **{n: full[n] for n in names if n in full}}
+    chosen = full if wanted == "all" else {**base, **{k: v for k, v in full.items() if k in wanted}}
+    return {k: (v if k in BASE_ATTRIBUTES else _as_link(v, nested)) for k, v in chosen.items()}
+
+
+def _page_path(resource: str, number: int) -> str:
+    """Echo the query exactly as sent (nothing re-encoded: `sort=date:asc` keeps its colon), with only
+    `page` changed, or added in front when it was not sent."""
+    parts = [p for p in request.query_string.decode("utf-8", "replace").split("&") if p]
+    echoed, placed = [], False
+    for part in parts:
+        if unquote_plus(part.partition("=")[0]) == "page":
+            if not placed:
+                echoed.append(f"page={number}")
+                placed = True
+            continue
+        echoed.append(part)
+    if not placed:
+        echoed.insert(0, f"page={number}")
+    return f"/{resource}?{'&'.join(echoed)}"
 
 
 def _envelope(resource: str, items: list, to_json) -> dict:
@@ -159,17 +223,12 @@ def _envelope(resource: str, items: list, to_json) -> dict:
     total = len(items)
     last_page = max(1, math.ceil(total / per_page))
     page = min(page, last_page)  # past the end Sage answers with the last page
-    extra = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "items_per_page")]
-
-    def page_path(number: int) -> str:
-        return f"/{resource}?{urlencode([('page', number), ('items_per_page', per_page), *extra])}"
-
     chunk = items[(page - 1) * per_page: page * per_page]
     return {
         "$total": total,
         "$page": page,
-        "$next": page_path(page + 1) if page < last_page else None,
-        "$back": page_path(page - 1) if page > 1 else None,
+        "$next": _page_path(resource, page + 1) if page < last_page else None,
+        "$back": _page_path(resource, page - 1) if page > 1 else None,
         "$itemsPerPage": per_page,
         "$items": [_select_attributes(to_json(item)) for item in chunk],
     }
@@ -186,9 +245,14 @@ def list_businesses():
     """List the businesses the signed-in user can open (unpaged, with `$items_per_page`)."""
     state = _state()
     with state.lock:
-        items = [records.business_json(state.businesses[b]) for b in g.user.business_ids]
-    return jsonify({"$total": len(items), "$page": 1, "$next": None, "$back": None,
-                    "$items_per_page": UNPAGED, "$items": items})
+        businesses = [state.businesses[b] for b in g.user.business_ids]
+        if _shape() == "spec":  # the published schema lists whole Business records
+            items = [records.business_json(b) for b in businesses]
+        else:  # live: base attributes (displayed_as, id, $path) unless attributes= asks
+            items = [_select_attributes({**records.business_link(b), **records.business_json(b)})
+                     for b in businesses]
+    return reply({"$total": len(items), "$page": 1, "$next": None, "$back": None,
+                  "$items_per_page": UNPAGED, "$items": items})
 
 
 @bp.get("/businesses/<key>")
@@ -199,13 +263,13 @@ def get_business(key: str):
         business_id = g.user.business_ids[0] if key == "lead" else key
         if business_id not in g.user.business_ids:
             raise _not_found("business")
-        return jsonify(records.business_json(state.businesses[business_id]))
+        return reply(records.business_json(state.businesses[business_id]))
 
 
 @bp.get("/user")
 def get_user():
     """Return the signed-in Sage user."""
-    return jsonify(records.user_json(g.user))
+    return reply(records.user_json(g.user))
 
 
 # ------------------------------------------------------------------------ contacts
@@ -241,7 +305,7 @@ def list_contacts():
         business = g.business
         found = [c for c in business.contacts.values()
                  if _contact_matches(c, args.get("search"), args.get("email"), args.get("contact_type_id"), since)]
-        return jsonify(_envelope("contacts", found, lambda c: records.contact_json(c, business, _base_url())))
+        return reply(_envelope("contacts", found, lambda c: records.contact_json(c, business, _base_url())))
 
 
 @bp.post("/contacts")
@@ -254,9 +318,7 @@ def create_contact():
         now = state.now()
         contact = records.apply_contact({"id": records.new_id(), "created_at": now}, data, now)
         g.business.put_contact(contact)
-        response = jsonify(records.contact_json(contact, g.business, _base_url()))
-    response.status_code = 201
-    return response
+        return reply(records.contact_json(contact, g.business, _base_url()), 201)
 
 
 @bp.get("/contacts/<contact_id>")
@@ -264,7 +326,7 @@ def get_contact(contact_id: str):
     """Return one contact of the selected business."""
     state = _state()
     with state.lock:
-        return jsonify(records.contact_json(_find_contact(contact_id), g.business, _base_url()))
+        return reply(records.contact_json(_find_contact(contact_id), g.business, _base_url()))
 
 
 @bp.put("/contacts/<contact_id>")
@@ -278,7 +340,7 @@ def update_contact(contact_id: str):
         previous_reference = contact.get("reference")
         records.apply_contact(contact, data, state.now())
         g.business.put_contact(contact, previous_reference)
-        return jsonify(records.contact_json(contact, g.business, _base_url()))
+        return reply(records.contact_json(contact, g.business, _base_url()))
 
 
 @bp.delete("/contacts/<contact_id>")
@@ -332,7 +394,7 @@ def list_sales_invoices():
                 raise ApiError(422, "RecordInvalid", "sort must be created_at, updated_at, date or due_date "
                                                      "with an optional :asc or :desc.", "sort")
             found.sort(key=lambda i: i[key], reverse=direction == "desc")
-        return jsonify(_envelope("sales_invoices", found, lambda i: records.invoice_json(i, business, _base_url())))
+        return reply(_envelope("sales_invoices", found, lambda i: records.invoice_json(i, business, _base_url())))
 
 
 @bp.post("/sales_invoices")
@@ -346,9 +408,7 @@ def create_sales_invoice():
         invoice["invoice_number"] = f"SI-{business.next_invoice_number}"
         business.next_invoice_number += 1
         business.invoices[invoice["id"]] = invoice
-        response = jsonify(records.invoice_json(invoice, business, _base_url()))
-    response.status_code = 201
-    return response
+        return reply(records.invoice_json(invoice, business, _base_url()), 201)
 
 
 def _find_invoice(invoice_id: str) -> dict:
@@ -363,7 +423,7 @@ def get_sales_invoice(invoice_id: str):
     """Return one sales invoice of the selected business."""
     state = _state()
     with state.lock:
-        return jsonify(records.invoice_json(_find_invoice(invoice_id), g.business, _base_url()))
+        return reply(records.invoice_json(_find_invoice(invoice_id), g.business, _base_url()))
 
 
 @bp.delete("/sales_invoices/<invoice_id>")
@@ -390,13 +450,13 @@ def void_sales_invoice(invoice_id: str):
                        updated_at=state.now())
         if int(state.config["SANDBOX_VOID_STATUS_CODE"]) == 204:
             return "", 204
-        return jsonify(records.invoice_json(invoice, business, _base_url()))
+        return reply(records.invoice_json(invoice, business, _base_url()))
 
 
 # ------------------------------------------------------------------------ lookups
 
 def _lookup_list(resource: str, items: list, to_json):
-    return jsonify(_envelope(resource, items, to_json))
+    return reply(_envelope(resource, items, to_json))
 
 
 def _lookup_one(collection: str, item_id: str, label: str, to_json):
@@ -405,7 +465,7 @@ def _lookup_one(collection: str, item_id: str, label: str, to_json):
         item = getattr(g.business, collection).get(item_id)
         if item is None:
             raise _not_found(label)
-        return jsonify(to_json(item))
+        return reply(to_json(item))
 
 
 @bp.get("/contact_types")

@@ -10,6 +10,9 @@ DEFAULTS = {
     "SANDBOX_SAGE_ONE_API_KEY": "portal-dev-apikey",
     # Rate limits: requests per rolling minute; 0 or None turns the limit off.
     "SANDBOX_SAGE_RATE_LIMIT": 100,
+    # v3.1 requests per business per UTC day (renews at midnight); 0 or None = off, because Sage's number is
+    # unverified (2,500 a day is one reading).
+    "SANDBOX_SAGE_DAILY_LIMIT": 0,
     "SANDBOX_SAGE_ONE_RATE_LIMIT": 100,
     "SANDBOX_SAGE_ONE_BLOCK_SECONDS": 3600,
     "SANDBOX_SAGE_ONE_LOCKOUT_FAILURES": 20,
@@ -17,6 +20,12 @@ DEFAULTS = {
     "SANDBOX_ACCESS_TOKEN_SECONDS": 300,
     "SANDBOX_REFRESH_TOKEN_SECONDS": 2678400,
     "SANDBOX_CODE_SECONDS": 60,
+    # Where Sage's published specification and the live API differ, the live behaviour is the default.
+    # "live": decimal strings ("10.0") for money, quantities, rates and percentages, explicit nulls;
+    # "spec": JSON numbers and null members left out, as the published schema has them.
+    "SANDBOX_V31_SHAPE": "live",
+    # The optional X-RequestLimit-ExceededReason header on a 2.0.0 rate-limit 429 (some clients read it).
+    "SANDBOX_SAGE_ONE_EXCEEDED_REASON_HEADER": True,
     # Behaviours the reference marks as guessed; each default is the most plausible reading.
     "SANDBOX_INVOICE_DEFAULT_STATUS": "UNPAID",
     "SANDBOX_VOID_STATUS_CODE": 200,

@@ -169,10 +169,11 @@ def set_sage_one_password(username: str):
 
 @bp.post("/rate-limits")
 def set_rate_limits():
-    """Change limits: {"sage": n|0|null, "sage_one": n|0|null, "sage_one_block_seconds": n}; only keys given."""
+    """Change limits: {"sage": n|0|null, "sage_daily": n|0|null, "sage_one": n|0|null,
+    "sage_one_block_seconds": n}; only keys given."""
     body = _body()
     state = _state()
-    for key in ("sage", "sage_one"):
+    for key in ("sage", "sage_daily", "sage_one"):
         if key in body:
             value = body[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -180,7 +181,9 @@ def set_rate_limits():
     block = _number(body, "sage_one_block_seconds")
     if "sage" in body:
         state.set_sage_rate_limit(body["sage"])
+    if "sage_daily" in body:
+        state.set_sage_daily_limit(body["sage_daily"])
     if "sage_one" in body or block is not None:
         state.set_sage_one_rate_limit(body.get("sage_one", state.sage_one_rate_limit), block)
-    return _ok(sage=state.sage_rate_limit, sage_one=state.sage_one_rate_limit,
+    return _ok(sage=state.sage_rate_limit, sage_daily=state.sage_daily_limit, sage_one=state.sage_one_rate_limit,
                sage_one_block_seconds=state.sage_one_block_seconds)

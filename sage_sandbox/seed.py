@@ -46,6 +46,10 @@ class Business:
     invoices: dict = field(default_factory=dict)
     next_invoice_number: int = 1
     requests: int = 0
+    limited_per_minute: int = 0  # 429s answered for the per-minute limit
+    limited_per_day: int = 0  # 429s answered for the daily budget
+    day: int = -1  # the UTC day (days since the epoch) that day_requests counts
+    day_requests: int = 0
     # Lower-cased reference -> contact id, so the uniqueness check doesn't scan every contact.
     contact_ids_by_reference: dict = field(default_factory=dict)
 
@@ -75,6 +79,8 @@ class SageOneUser:
     company_ids: list
     failures: list = field(default_factory=list)  # timestamps of failed logins
     locked_until: float = 0.0
+    lockouts: int = 0  # times the failed-login rule locked the username
+    locked_answers: int = 0  # 429s answered because the username was (or became) locked
 
 
 @dataclass
@@ -91,6 +97,8 @@ class Company:
     next_invoice_number: int = 1
     next_credit_note_number: int = 1
     requests: int = 0
+    blocks: int = 0  # times a caller of this company was blocked by the rate limit
+    limited: int = 0  # rate-limit 429s answered (the one that blocks and every call during a block)
 
 
 CONTACT_TYPES = [("CUSTOMER", "Customer"), ("VENDOR", "Supplier")]

@@ -63,6 +63,7 @@ class SandboxState:
             self.redirect_uris = list(cfg["SANDBOX_REDIRECT_URIS"])
             self.sage_one_api_key = cfg["SANDBOX_SAGE_ONE_API_KEY"]
             self.sage_rate_limit = cfg["SANDBOX_SAGE_RATE_LIMIT"] or None
+            self.sage_daily_limit = cfg["SANDBOX_SAGE_DAILY_LIMIT"] or None
             self.sage_one_rate_limit = cfg["SANDBOX_SAGE_ONE_RATE_LIMIT"] or None
             self.sage_one_block_seconds = cfg["SANDBOX_SAGE_ONE_BLOCK_SECONDS"]
             self.latency_ms = 0
@@ -77,6 +78,11 @@ class SandboxState:
             self.sage_one_windows: dict[tuple, deque] = {}
             self.sage_one_blocks: dict[tuple, float] = {}
             self.counters = {"oauth": 0, "v3.1": 0, "sage_one": 0, "faults_5xx": 0, "faults_dropped": 0}
+            # Totals of the per-business, per-company and per-user counts below, plus the 2.0.0 calls that
+            # name no company (Company/Get), so a benchmark can print "B blocks, Q x 429" in one read.
+            self.limit_counters = {"v3.1_per_minute_429": 0, "v3.1_per_day_429": 0, "sage_one_blocks": 0,
+                                   "sage_one_rate_limit_429": 0, "sage_one_lockouts": 0,
+                                   "sage_one_lockout_429": 0}
 
             self.businesses: dict[str, seed.Business] = {}
             for row in seed.SAGE_BUSINESSES:
@@ -187,6 +193,13 @@ class SandboxState:
             self.sage_rate_limit = int(per_minute) if per_minute else None
             self.sage_windows.clear()
 
+    def set_sage_daily_limit(self, per_day: int | None) -> None:
+        """Set the v3.1 per-business budget per UTC day; 0 or None turns it off."""
+        with self.lock:
+            self.sage_daily_limit = int(per_day) if per_day else None
+            for business in self.businesses.values():
+                business.day, business.day_requests = -1, 0
+
     def set_sage_one_rate_limit(self, per_minute: int | None, block_seconds: float | None = None) -> None:
         """Set the Sage One per-company limit and block time; 0 or None turns the limit off and lifts blocks."""
         with self.lock:
@@ -224,6 +237,8 @@ class SandboxState:
                 "clock_offset_seconds": self.clock_offset,
                 "settings": {
                     "sage_rate_limit": self.sage_rate_limit,
+                    "sage_daily_limit": self.sage_daily_limit,
+                    "v31_shape": self.config["SANDBOX_V31_SHAPE"],
                     "sage_one_rate_limit": self.sage_one_rate_limit,
                     "sage_one_block_seconds": self.sage_one_block_seconds,
                     "latency_ms": self.latency_ms,
@@ -232,6 +247,7 @@ class SandboxState:
                     "redirect_uris": list(self.redirect_uris),
                 },
                 "requests": dict(self.counters),
+                "rate_limits": dict(self.limit_counters),
                 "tokens": {
                     "live_access_tokens": sum(1 for t in self.access_tokens.values() if t.expires_at > now),
                     "live_refresh_tokens": sum(
@@ -244,6 +260,8 @@ class SandboxState:
                         "invoices": len(b.invoices),
                         "void_invoices": sum(1 for i in b.invoices.values() if i["status_id"] == "VOID"),
                         "requests": b.requests,
+                        "rate_limited": {"per_minute": b.limited_per_minute, "per_day": b.limited_per_day},
+                        "requests_today": b.day_requests if b.day == int(now // 86400) else 0,
                     }
                     for b in self.businesses.values()
                 },
@@ -254,11 +272,15 @@ class SandboxState:
                         "invoices": len(c.invoices),
                         "credit_notes": len(c.credit_notes),
                         "requests": c.requests,
+                        "blocks": c.blocks,
+                        "rate_limited": c.limited,
+                        "blocked": any(until > now for key, until in self.sage_one_blocks.items() if key[1] == c.id),
                     }
                     for c in self.companies.values()
                 },
                 "sage_one_users": {
-                    u.username: {"locked": u.locked_until > now, "recent_failures": len(u.failures)}
+                    u.username: {"locked": u.locked_until > now, "recent_failures": len(u.failures),
+                                 "lockouts": u.lockouts, "locked_429": u.locked_answers}
                     for u in self.sage_one_users.values()
                 },
             }

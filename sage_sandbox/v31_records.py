@@ -69,6 +69,55 @@ def drop_none(value):
     return value
 
 
+def decimal_string(value) -> str:
+    """Write a decimal as the live API does (Ruby BigDecimal): '10.0', '-430035.84', '0.0', '120.5'."""
+    number = Decimal(str(value))
+    if number == number.to_integral_value():
+        return f"{int(number)}.0"
+    return format(number.normalize(), "f")
+
+
+def _numbers_as(value, convert):
+    if isinstance(value, dict):
+        return {k: _numbers_as(v, convert) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as(v, convert) for v in value]
+    if isinstance(value, (Decimal, float)):
+        return convert(value)
+    return value
+
+
+def render(body, shape: str):
+    """Turn a record's JSON (decimals as Decimal, absent values as None) into the chosen wire shape.
+
+    "live" (what api.accounting.sage.com sends): decimals as strings, null members kept.
+    "spec" (the published schema): decimals as JSON numbers, null members left out.
+    Integers (nominal codes, credit days, envelope counts) are integers in both, and a list envelope keeps its
+    null `$next`/`$back` in both.
+    """
+    if isinstance(body, dict) and "$items" in body:
+        return {**body, "$items": [render(item, shape) for item in body["$items"]]}
+    if shape == "spec":
+        return _numbers_as(drop_none(body), float)
+    return _numbers_as(body, decimal_string)
+
+
+def decimal_value(value) -> Decimal | None:
+    """Return a number sent as a JSON number or a numeric string ("12.50", as live Sage accepts), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = Decimal(str(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except ArithmeticError:
+            return None
+    else:
+        return None
+    return number if number.is_finite() else None
+
+
 # ------------------------------------------------------------------------ validation helpers
 
 def _check_strings(data: dict, limits: dict, prefix: str, errors: list) -> None:
@@ -84,8 +133,8 @@ def _check_number(data: dict, name: str, source: str, errors: list, integer: boo
     value = data.get(name)
     if value is None:
         return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    number = decimal_value(value)
+    if number is None or (integer and number != number.to_integral_value()):
         errors.append((source, f"{source} must be {'an integer' if integer else 'a number'}"))
 
 
@@ -141,8 +190,8 @@ def tax_rate_json(rate: dict) -> dict:
         "created_at": iso(SEED_TIME),
         "updated_at": iso(SEED_TIME),
         "name": rate["name"],
-        "percentage": rate["percentage"],
-        "percentages": [{"percentage": rate["percentage"], "from_date": "2011-01-04"}],
+        "percentage": Decimal(str(rate["percentage"])),
+        "percentages": [{"percentage": Decimal(str(rate["percentage"])), "from_date": "2011-01-04"}],
         "is_visible": True,
         "retailer": False,
         "editable": False,
@@ -165,10 +214,14 @@ def business_json(business: Business) -> dict:
         "displayed_as": business.name,
         "name": business.name,
         "address_line_1": business.address_line_1,
+        "address_line_2": None,
         "city": business.city,
         "postal_code": business.postal_code,
         "country": {"id": business.country, "displayed_as": COUNTRIES.get(business.country, business.country)},
+        "region": None,
         "telephone": business.telephone,
+        "mobile": None,
+        "website": None,
         "is_demo": False,
         "ni_based": False,
         "subscriptions": [{"id": "ACCOUNTING", "displayed_as": "Accounting", "active": True, "status": "active",
@@ -176,6 +229,11 @@ def business_json(business: Business) -> dict:
         "created_at": iso(SEED_TIME),
         "updated_at": iso(SEED_TIME),
     }
+
+
+def business_link(business: Business) -> dict:
+    """Return a /businesses list item as the live API sends it: displayed_as, id, $path."""
+    return {"displayed_as": business.name, "id": business.id, "$path": f"/businesses/{business.id}"}
 
 
 def user_json(user: SageUser) -> dict:
@@ -251,6 +309,10 @@ def apply_contact(contact: dict, data: dict, now: float) -> dict:
     for name in CONTACT_FIELDS:
         if name in data:
             contact[name] = data[name]
+    if data.get("credit_limit") is not None:
+        contact["credit_limit"] = decimal_value(data["credit_limit"])
+    if data.get("credit_days") is not None:
+        contact["credit_days"] = int(decimal_value(data["credit_days"]))
     for key in ("main_address", "delivery_address", "main_contact_person", "bank_account_details"):
         if isinstance(data.get(key), dict):
             merged = {**(contact.get(key) or {"id": new_id()}), **data[key]}
@@ -294,12 +356,13 @@ def contact_json(contact: dict, business: Business, base_url: str) -> dict:
     person = contact.get("main_contact_person")
     account = business.ledger_accounts.get(contact.get("default_sales_ledger_account_id") or "")
     rate = business.tax_rates.get(contact.get("default_sales_tax_rate_id") or "")
-    return drop_none({
+    return {
         "id": contact["id"],
         "displayed_as": contact_display(contact),
         "$path": f"/contacts/{contact['id']}",
         "created_at": iso(contact["created_at"]),
         "updated_at": iso(contact["updated_at"]),
+        "deleted_at": None,
         "links": [{"href": f"{base_url}_sandbox/#contact-{contact['id']}", "rel": "alternate",
                    "type": "text/html"}],
         "contact_types": [base_json("contact_types", business.contact_types[t]) for t in contact["contact_type_ids"]],
@@ -308,6 +371,7 @@ def contact_json(contact: dict, business: Business, base_url: str) -> dict:
         "default_sales_ledger_account": link("ledger_accounts", account["id"],
                                              f"{account['name']} ({account['nominal_code']})") if account else None,
         "default_sales_tax_rate": link("tax_rates", rate["id"], rate["name"]) if rate else None,
+        "default_purchase_ledger_account": None,
         "tax_number": contact.get("tax_number"),
         "notes": contact.get("notes"),
         "locale": contact.get("locale") or "en",
@@ -330,14 +394,16 @@ def contact_json(contact: dict, business: Business, base_url: str) -> dict:
         } if person else None,
         "bank_account_details": {k: v for k, v in (contact.get("bank_account_details") or {}).items()
                                  if k in ("account_name", "account_number", "sort_code", "bic", "iban")} or None,
-        "credit_limit": float(contact.get("credit_limit") or 0),
+        "credit_limit": Decimal(str(contact.get("credit_limit") or 0)),
         "credit_days": contact.get("credit_days") if contact.get("credit_days") is not None else 30,
+        "credit_terms": None,
         "credit_terms_and_conditions": contact.get("credit_terms_and_conditions"),
+        "product_sales_price_type": None,
         "registered_number": contact.get("registered_number"),
         "aux_reference": contact.get("aux_reference"),
         "source_guid": contact.get("source_guid"),
         "currency": CURRENCY,
-        "balance": float(balance),
+        "balance": balance,
         "deletable": not invoices,
         "email": person.get("email") if person else None,
         "system": False,
@@ -350,7 +416,9 @@ def contact_json(contact: dict, business: Business, base_url: str) -> dict:
         "destination_vat_blocking": False,
         "tax_treatment": {"home_tax": True, "eu_tax_registered": False, "eu_not_tax_registered": False,
                           "rest_of_world_tax": False, "is_importer": False},
-    })
+        "tax_calculation": None,
+        "auxiliary_account": None,
+    }
 
 
 # ------------------------------------------------------------------------ sales invoices
@@ -386,17 +454,19 @@ def build_invoice(data: dict, business: Business, default_status: str, now: floa
         if account is None:
             errors.append(("invoice_lines.ledger_account_id",
                            f"Line {number}: ledger_account_id is not a ledger account of this business"))
-        unit_price, quantity = line.get("unit_price"), line.get("quantity", 1)
-        if isinstance(unit_price, bool) or not isinstance(unit_price, (int, float)):
+        # Live Sage accepts numbers sent as strings ("12.50") as well as JSON numbers.
+        unit_price = decimal_value(line.get("unit_price"))
+        quantity = decimal_value(line.get("quantity", 1))
+        if unit_price is None:
             errors.append(("invoice_lines.unit_price", f"Line {number}: unit_price must be a number"))
-        if isinstance(quantity, bool) or not isinstance(quantity, (int, float)) or quantity <= 0:
+        if quantity is None or quantity <= 0:
             errors.append(("invoice_lines.quantity", f"Line {number}: quantity must be a positive number"))
         rate_id = line.get("tax_rate_id") or (account or {}).get("tax_rate_id")
         if line.get("tax_rate_id") is not None and line["tax_rate_id"] not in business.tax_rates:
             errors.append(("invoice_lines.tax_rate_id", f"Line {number}: tax_rate_id is not a tax rate"))
         if errors:
             continue
-        net = money(Decimal(str(quantity)) * Decimal(str(unit_price)))
+        net = money(quantity * unit_price)
         tax = money(net * Decimal(str(business.tax_rates[rate_id]["percentage"])) / 100)
         lines.append({"id": new_id(), "description": line["description"], "ledger_account_id": account["id"],
                       "quantity": quantity, "unit_price": unit_price, "tax_rate_id": rate_id,
@@ -434,12 +504,14 @@ def invoice_json(invoice: dict, business: Business, base_url: str) -> dict:
     status = business.artefact_statuses[invoice["status_id"]]
     contact_link = (link("contacts", contact["id"], contact_display(contact)) if contact
                     else link("contacts", invoice["contact_id"], invoice["contact_name"]))
-    return drop_none({
+    zero = Decimal("0")
+    return {
         "id": invoice["id"],
         "displayed_as": invoice["invoice_number"],
         "$path": f"/sales_invoices/{invoice['id']}",
         "created_at": iso(invoice["created_at"]),
         "updated_at": iso(invoice["updated_at"]),
+        "deleted_at": None,
         "links": [{"href": f"{base_url}_sandbox/#invoice-{invoice['id']}", "rel": "alternate",
                    "type": "text/html"}],
         "editable": invoice["status_id"] in ("DRAFT", "PRO_FORMA", "UNPAID"),
@@ -455,30 +527,31 @@ def invoice_json(invoice: dict, business: Business, base_url: str) -> dict:
         "reference": invoice["reference"],
         "notes": invoice["notes"],
         "terms_and_conditions": invoice["terms_and_conditions"],
-        "net_amount": float(invoice["net"]),
-        "tax_amount": float(invoice["tax"]),
-        "total_amount": float(invoice["total"]),
-        "payments_allocations_total_amount": 0.0,
-        "payments_allocations_total_discount": 0.0,
-        "total_paid": 0.0,
-        "outstanding_amount": float(invoice["outstanding"]),
+        "net_amount": invoice["net"],
+        "tax_amount": invoice["tax"],
+        "total_amount": invoice["total"],
+        "payments_allocations_total_amount": zero,
+        "payments_allocations_total_discount": zero,
+        "total_paid": zero,
+        "outstanding_amount": invoice["outstanding"],
         "currency": CURRENCY,
-        "exchange_rate": 1.0,
-        "inverse_exchange_rate": 1.0,
-        "base_currency_net_amount": float(invoice["net"]),
-        "base_currency_tax_amount": float(invoice["tax"]),
-        "base_currency_total_amount": float(invoice["total"]),
-        "base_currency_outstanding_amount": float(invoice["outstanding"]),
-        "total_quantity": float(sum(line["quantity"] for line in invoice["lines"])),
-        "total_discount_amount": 0.0,
+        "exchange_rate": Decimal("1"),
+        "inverse_exchange_rate": Decimal("1"),
+        "base_currency_net_amount": invoice["net"],
+        "base_currency_tax_amount": invoice["tax"],
+        "base_currency_total_amount": invoice["total"],
+        "base_currency_outstanding_amount": invoice["outstanding"],
+        "total_quantity": sum((Decimal(str(line["quantity"])) for line in invoice["lines"]), zero),
+        "total_discount_amount": zero,
         "status": base_json("artefact_statuses", status),
         "sent": False,
         "sent_by_email": False,
         "void_reason": invoice["void_reason"],
         "invoice_lines": [_line_json(line, business) for line in invoice["lines"]],
+        "last_paid": None,
         "tax_reconciled": False,
         "migrated": False,
-    })
+    }
 
 
 def _line_json(line: dict, business: Business) -> dict:
@@ -489,14 +562,14 @@ def _line_json(line: dict, business: Business) -> dict:
         "displayed_as": line["description"],
         "description": line["description"],
         "ledger_account": link("ledger_accounts", account["id"], f"{account['name']} ({account['nominal_code']})"),
-        "quantity": float(line["quantity"]),
-        "unit_price": float(line["unit_price"]),
-        "net_amount": float(line["net"]),
+        "quantity": Decimal(str(line["quantity"])),
+        "unit_price": Decimal(str(line["unit_price"])),
+        "net_amount": line["net"],
         "tax_rate": link("tax_rates", rate["id"], rate["name"]),
-        "tax_amount": float(line["tax"]),
-        "total_amount": float(line["total"]),
+        "tax_amount": line["tax"],
+        "total_amount": line["total"],
         "unit_price_includes_tax": False,
-        "discount_amount": 0.0,
-        "discount_percentage": 0.0,
+        "discount_amount": Decimal("0"),
+        "discount_percentage": Decimal("0"),
         "trade_of_asset": False,
     }

@@ -189,7 +189,8 @@ def test_contact_list_items_carry_only_base_attributes_unless_asked(v31):
     item = v31.get("/contacts").json()["$items"][0]
     assert set(item) == {"id", "displayed_as", "$path"}
     item = v31.get("/contacts", params={"attributes": "name,email"}).json()["$items"][0]
-    assert set(item) == {"id", "displayed_as", "$path", "name"}
+    assert item == {"id": item["id"], "displayed_as": "Ada Motors", "$path": item["$path"], "name": "Ada Motors",
+                    "email": None}  # live Sage sends null members as explicit nulls
     item = v31.get("/contacts", params={"attributes": "all"}).json()["$items"][0]
     assert "contact_types" in item and "created_at" in item
 
@@ -233,10 +234,10 @@ def test_empty_list_is_one_empty_page(v31):
 def test_create_invoice_computes_totals_and_is_unpaid(v31):
     contact = new_contact(v31)
     invoice = new_invoice(v31, contact["id"])
-    assert invoice["net_amount"] == 240.0 and invoice["tax_amount"] == 48.0 and invoice["total_amount"] == 288.0
+    assert invoice["net_amount"] == "240.0" and invoice["tax_amount"] == "48.0" and invoice["total_amount"] == "288.0"
     assert invoice["status"]["id"] == "UNPAID" and invoice["displayed_as"] == "SI-1"
     assert invoice["contact"]["id"] == contact["id"] and invoice["due_date"] == "2025-03-31"
-    assert v31.get(f"/sales_invoices/{invoice['id']}").json()["total_amount"] == 288.0
+    assert v31.get(f"/sales_invoices/{invoice['id']}").json()["total_amount"] == "288.0"
 
 
 def test_invoice_without_required_fields_lists_every_problem(v31):
@@ -270,7 +271,7 @@ def test_void_returns_200_with_status_void_and_reason(v31):
     assert response.status_code == 200
     body = response.json()
     assert body["status"]["id"] == "VOID" and body["void_reason"] == "Duplicate job card"
-    assert body["outstanding_amount"] == 0.0
+    assert body["outstanding_amount"] == "0.0"
     assert v31.get(f"/sales_invoices/{invoice['id']}").json()["status"]["id"] == "VOID"
 
 
@@ -314,7 +315,7 @@ def test_lookups_hold_what_an_invoice_needs(v31):
     assert {t["id"] for t in v31.get("/contact_types").json()["$items"]} == {"CUSTOMER", "VENDOR"}
     assert {"DRAFT", "UNPAID", "VOID"} <= {s["id"] for s in v31.get("/artefact_statuses").json()["$items"]}
     rates = v31.get("/tax_rates", params={"attributes": "percentage"}).json()["$items"]
-    assert {r["id"]: r["percentage"] for r in rates}["GB_STANDARD"] == 20.0
+    assert {r["id"]: r["percentage"] for r in rates}["GB_STANDARD"] == "20.0"
     sales = v31.get("/ledger_accounts", params={"visible_in": "sales", "attributes": "all"}).json()["$items"]
     assert "Sales (4000)" in [a["displayed_as"] for a in sales] and all(a["visible_in_sales"] for a in sales)
 
