@@ -7,7 +7,7 @@ from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal import dev_mail, puppet
+from portal import dev_mail, headers, puppet
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,7 @@ def register(app: Flask) -> None:
             "puppet_just_ended": g.get("puppet_session_just_ended"),
         }
 
-    @app.after_request
-    def _security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.headers.get("HX-Request"):
-            response.headers.add("Vary", "HX-Request")
-        return response
+    headers.init_app(app)
 
 
 _TITLES = {

@@ -89,8 +89,11 @@ def page(browser, live_server):
     context = browser.new_context(base_url=live_server)
     context.set_default_timeout(10_000)
     page = context.new_page()
+    refused = []  # the Content-Security-Policy must never have to block anything the portal sends
+    page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
     yield page
     context.close()
+    assert refused == [], refused
 
 
 def sign_in(page, email: str, password: str) -> None:
