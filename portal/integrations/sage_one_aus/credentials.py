@@ -8,7 +8,10 @@ password so only its owner's private key opens it (PRODUCT rules 5, 6 and 7).
 * Rule 7: the password is stored only as `keys.encrypt_sage_one_password(...)`; while a customer picks
   one of several companies it waits in Redis in that same encrypted form, never in the clear.
 * Failed logins are counted per username (Sage locks a username for 24 hours after 20 failures in an
-  hour) and never retried by the portal.
+  hour) and never retried by the portal. A refusal of the portal's own API key is not a failed
+  login: nothing is counted or changed, and support is told.
+* Connecting is done while a person waits: the login check never waits for a request slot or
+  backs off (`interactive`), and says Sage is busy instead.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from portal import audit, keys
 from portal.extensions import db, get_redis
 from portal.integrations.sage_one_aus import ratelimit
 from portal.integrations.sage_one_aus.client import Company, SageOneClient
-from portal.integrations.sage_one_aus.errors import SageOneAuthFailed, SageOneLocked
+from portal.integrations.sage_one_aus.errors import SageOneApiKeyRefused, SageOneAuthFailed, SageOneLocked
 from portal.models import (
     Connection,
     ConnectionState,
@@ -174,13 +177,17 @@ def _lock_message(until: datetime) -> str:
 
 
 def verify(username: str, password: str) -> list[Company]:
-    """Check a login against Sage (Company/Get) once; raises SageOneAuthFailed with attempts left,
-    SageOneLocked, or another SageOneError. Never retries a refused login."""
+    """Check a login against Sage (Company/Get) once, without waiting; raises SageOneAuthFailed with
+    attempts left, SageOneLocked, SageOneApiKeyRefused, SageOneBusy or another SageOneError. Never
+    retries a refused login."""
     until = locked_until(username)
     if until is not None:
         raise SageOneLocked(_lock_message(until), until)
+    known = [c.sage_one_company_id for c in _connections_with_username(username) if c.sage_one_company_id]
+    client = SageOneClient.from_config(username, password, interactive=True, login_unverified=True,
+                                       known_company_ids=known)
     try:
-        return SageOneClient.from_config(username, password).companies()
+        return client.companies()
     except SageOneAuthFailed as exc:
         exc.attempts_left = record_login_failure(username)
         db.session.commit()
@@ -188,7 +195,14 @@ def verify(username: str, password: str) -> list[Company]:
     except SageOneLocked as exc:
         record_lock(username, exc.until)
         db.session.commit()
-        raise SageOneLocked(_lock_message(exc.until), exc.until) from None
+        raise
+
+
+def record_api_key_refused(branch, actor_id: int | None = None) -> None:
+    """Tell support that Sage refused the portal's API key while this branch used it (the caller commits)."""
+    audit.record("sage_one_aus.api_key_refused",
+                 "Sage One AUS refused the portal's API key (PORTAL_SAGE_ONE_API_KEY); the customer's login "
+                 "was not checked and nothing was changed", branch=branch, actor_id=actor_id)
 
 
 # --- connect ------------------------------------------------------------------------------------
@@ -205,7 +219,12 @@ def begin_connect(branch, user: User, private_key: bytes | None, username: str, 
         raise ConnectRefused("That username is too long for a Sage One login.")
     check_continuity(branch, username)
     _check_provider_free(branch)
-    companies = verify(username, password)
+    try:
+        companies = verify(username, password)
+    except SageOneApiKeyRefused:
+        record_api_key_refused(branch)
+        db.session.commit()
+        raise
     if not companies:
         raise ConnectRefused("This Sage One login works, but it has no company to connect to.")
     if len(companies) == 1:

@@ -32,6 +32,28 @@ class SageOneRateLimited(SageOneError):
         self.until = until
 
 
+class SageOneApiKeyRefused(SageOneError):
+    """Sage refused the portal's own API key (a 401 IIS page with `X-APIKey: Invalid`, or 403): a
+    problem with the portal's configuration, not with the customer's login."""
+
+
+class SageOneBusy(SageOneError):
+    """No request slot is free right now and the caller (a page) cannot wait; try after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SageOneUnusableAnswer(SageOneError):
+    """Sage answered in a shape the portal cannot use (HTML instead of JSON, an unknown shape, a
+    number that does not parse). `whole_run`: the answer was not Sage's API at all, so a run stops."""
+
+    def __init__(self, message: str, whole_run: bool = False):
+        super().__init__(message)
+        self.whole_run = whole_run
+
+
 class SageOneValidationError(SageOneError):
     """Sage refused the data (400 and similar); the message is Sage's own words."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import case, func, or_
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
-from portal.integrations.sage_one_aus import credentials, ratelimit, sync
+from portal.integrations.sage_one_aus import client, credentials, ratelimit, sync
 from portal.models import (
     AuditEvent,
     Connection,
@@ -45,6 +45,7 @@ class Overview:
     locked_until: datetime | None = None
     attempts_left: int | None = None
     rate_limited_until: datetime | None = None
+    api_key_refused: str | None = None  # Sage refused the portal's own key (support has been told)
 
     @property
     def is_connected(self) -> bool:
@@ -100,6 +101,8 @@ def branch_overview(branch) -> Overview:
     if connection is not None and connection.sage_one_username:
         overview.locked_until = credentials.locked_until(connection.sage_one_username)
         overview.attempts_left = credentials.attempts_left(connection.sage_one_username)
+    if connection is not None and connection.is_active and client.api_key_refused_at() is not None:
+        overview.api_key_refused = client.API_KEY_REFUSED
     if connection is not None and connection.sage_one_company_id:
         until = ratelimit.blocked_until(connection.sage_one_company_id)
         if until is None and connection.is_rate_limited():

@@ -1,8 +1,9 @@
 """Sage One AUS sync and void: the workflows the jobs run, and the one place they are enqueued.
 
 Both need the credentials owner's private key (PRODUCT rule 8): enqueueing takes it from the
-customer's own login session and passes it sealed (`keys.seal_for_job`), and nothing is enqueued
-without it. A row about to be sent is marked in flight first, so after a crash or a lost answer the
+customer's own login session and hands it over sealed (`keys.hold_for_job`: the seal waits in a
+Redis key of its own that expires with it, and the job's arguments carry only its reference), and
+nothing is enqueued without it. A row about to be sent is marked in flight first, so after a crash or a lost answer the
 next run looks it up in Sage before creating it again: nothing is duplicated.
 """
 from __future__ import annotations
@@ -14,15 +15,18 @@ from decimal import Decimal
 
 from portal import audit, jobqueue, keys
 from portal.extensions import db
-from portal.integrations.sage_one_aus import credentials, ratelimit
-from portal.integrations.sage_one_aus.client import SageOneClient
+from portal.integrations.sage_one_aus import credentials, ratelimit, shapes
+from portal.integrations.sage_one_aus.client import API_KEY_REFUSED, SageOneClient
 from portal.integrations.sage_one_aus.errors import (
+    SageOneApiKeyRefused,
     SageOneAuthFailed,
+    SageOneBusy,
     SageOneError,
     SageOneLocked,
     SageOneNotFound,
     SageOneRateLimited,
     SageOneUnavailable,
+    SageOneUnusableAnswer,
 )
 from portal.models import (
     Branch,
@@ -97,13 +101,24 @@ def _ready(branch, user, private_key: bytes | None) -> Connection:
     return connection
 
 
+KEY = object()  # where the key's reference goes in a job's arguments
+
+
+def _enqueue(private_key: bytes, kind: str, func: str, args: tuple, **options) -> Job:
+    """Enqueue with the key held for the job under a reference (its only trace in the job's arguments)."""
+    reference = keys.hold_for_job(private_key)
+    try:
+        return jobqueue.enqueue(kind, func, args=tuple(reference if a is KEY else a for a in args), **options)
+    except BaseException:
+        keys.drop_for_job(reference)  # nothing will take it
+        raise
+
+
 def enqueue_sync(branch, user, private_key: bytes | None, puppeteer=None) -> Job:
     """Queue a sync of the branch's pending contacts and invoices; raises SyncRefused or JobRefused."""
     _ready(branch, user, private_key)
-    return jobqueue.enqueue(
-        SYNC_KIND, "jobs.sage_one_aus.sync_branch", branch=branch, requested_by=user, puppeteer=puppeteer,
-        description="Sync with Sage One AUS", args=(branch.id, keys.seal_for_job(private_key)),
-    )
+    return _enqueue(private_key, SYNC_KIND, "jobs.sage_one_aus.sync_branch", (branch.id, KEY), branch=branch,
+                    requested_by=user, puppeteer=puppeteer, description="Sync with Sage One AUS")
 
 
 def void_target(branch, invoice_id: int) -> Invoice | None:
@@ -117,12 +132,10 @@ def enqueue_void(branch, user, private_key: bytes | None, invoice: Invoice, reas
     if len(reason) > 255:
         raise SyncRefused("Keep the reason under 255 characters.")
     _ready(branch, user, private_key)
-    return jobqueue.enqueue(
-        VOID_KIND, "jobs.sage_one_aus.void_invoice", branch=branch, requested_by=user, puppeteer=puppeteer,
-        description=f"Void invoice {invoice.number} in Sage One AUS",
-        args=(branch.id, invoice.id, keys.seal_for_job(private_key), reason),
-        params={"invoice_id": invoice.id, "invoice_number": invoice.number},
-    )
+    return _enqueue(private_key, VOID_KIND, "jobs.sage_one_aus.void_invoice", (branch.id, invoice.id, KEY, reason),
+                    branch=branch, requested_by=user, puppeteer=puppeteer,
+                    description=f"Void invoice {invoice.number} in Sage One AUS",
+                    params={"invoice_id": invoice.id, "invoice_number": invoice.number})
 
 
 # --- running (inside a job) ---------------------------------------------------------------------
@@ -166,6 +179,12 @@ def _stop(connection: Connection, exc: SageOneError, actor_id: int | None) -> Sy
     if isinstance(exc, SageOneLocked):
         credentials.record_lock(connection.sage_one_username, exc.until)
         return SyncStopped(str(exc))
+    if isinstance(exc, SageOneApiKeyRefused):
+        # The portal's own key: the customer's saved login is fine and is left exactly as it is.
+        credentials.record_api_key_refused(connection.branch, actor_id)
+        return SyncStopped(f"{API_KEY_REFUSED} Nothing more was sent; run it again once support has fixed it.")
+    if isinstance(exc, SageOneUnusableAnswer):
+        return SyncStopped(f"{exc} The run stopped; nothing more was sent.")
     return SyncStopped(f"{exc} Nothing was lost; run it again later.")
 
 
@@ -178,9 +197,19 @@ def _finish(connection: Connection, ok: bool) -> None:
 
 
 def _lookups(client: SageOneClient) -> tuple[dict, dict]:
-    accounts = {str(a.get("Name", "")).strip().lower(): int(a["ID"]) for a in client.list_all("Account")}
-    tax_types = {str(t.get("Name", "")).strip().lower(): int(t["ID"]) for t in client.list_all("TaxType")}
+    accounts = {shapes.text(a.get("Name")).strip().lower(): shapes.integer(a.get("ID"), "the account list", "ID")
+                for a in client.list_all("Account")}
+    tax_types = {}
+    for tax_type in client.list_all("TaxType"):
+        # Read (as a Decimal, string or number) so a tax type Sage describes unreadably stops the run here.
+        shapes.optional_decimal(tax_type.get("Percentage"), "the tax type list", "Percentage")
+        tax_types[shapes.text(tax_type.get("Name")).strip().lower()] = shapes.integer(
+            tax_type.get("ID"), "the tax type list", "ID")
     return accounts, tax_types
+
+
+def _sage_id(record: dict, what: str) -> str:
+    return str(shapes.integer(record.get("ID"), what, "ID"))
 
 
 def _mapped(table: dict, names: dict, code: str) -> int | None:
@@ -192,7 +221,7 @@ def _push_contact(client: SageOneClient, contact: Contact) -> None:
     if contact.sync_state == SyncState.FAILED or contact.sync_error == IN_FLIGHT:
         existing = client.find("Customer", TextField1=contact.reference)
         if existing is not None:
-            contact.mark_synced(str(existing["ID"]))
+            contact.mark_synced(_sage_id(existing, "a customer look-up"))
             return
     contact.sync_error = IN_FLIGHT
     db.session.commit()
@@ -200,7 +229,7 @@ def _push_contact(client: SageOneClient, contact: Contact) -> None:
         "Name": contact.name, "Email": contact.email or "", "Telephone": contact.phone or "",
         "TextField1": contact.reference,
     })
-    contact.mark_synced(str(saved["ID"]))
+    contact.mark_synced(_sage_id(saved, "the saved customer"))
 
 
 class _Unmappable(Exception):
@@ -240,12 +269,17 @@ def _push_invoice(client: SageOneClient, invoice: Invoice, accounts: dict, tax_t
     if invoice.sync_state == SyncState.FAILED or invoice.sync_error == IN_FLIGHT:
         existing = client.find("TaxInvoice", Reference=invoice.number, CustomerId=int(contact.sage_id))
         if existing is not None:
-            invoice.mark_synced(str(existing["ID"]))
+            invoice.mark_synced(_sage_id(existing, "a tax invoice look-up"))
             return
     invoice.sync_error = IN_FLIGHT
     db.session.commit()
     saved = client.save("TaxInvoice", body)
-    invoice.mark_synced(str(saved["ID"]))
+    invoice.mark_synced(_sage_id(saved, "the saved tax invoice"))
+
+
+# Failures that say nothing about one record: the run stops at the first.
+_RUN_STOPPERS = (SageOneAuthFailed, SageOneApiKeyRefused, SageOneRateLimited, SageOneLocked, SageOneUnavailable,
+                 SageOneBusy)
 
 
 def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None = None) -> dict:
@@ -266,8 +300,13 @@ def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None 
         try:
             push(client, row, *args)
             synced["contacts" if isinstance(row, Contact) else "invoices"] += 1
-        except (SageOneAuthFailed, SageOneRateLimited, SageOneLocked, SageOneUnavailable):
+        except _RUN_STOPPERS:
             raise  # the whole run stops; a row left in flight is looked up next time
+        except SageOneUnusableAnswer as exc:
+            if exc.whole_run:
+                raise
+            row.mark_failed(str(exc))  # looked up in Sage before it is sent again
+            failures += 1
         except (_Unmappable, SageOneError) as exc:
             row.mark_failed(str(exc))
             failures += 1
@@ -317,16 +356,31 @@ def _void_here(invoice: Invoice, reason: str) -> None:
     invoice.void_reason = invoice.void_reason or reason
 
 
+_INVOICE = "the tax invoice"
+_NOTE = "the credit note"
+REVERSED_STATUS_ID = 4
+
+
 def _is_reversed(document: dict) -> bool:
-    return bool(document.get("Locked")) or document.get("StatusId") == 4 or \
-        str(document.get("Status", "")).lower() in ("reversed", "void")
+    return shapes.flag(document.get("Locked"), _INVOICE, "Locked") or \
+        shapes.optional_integer(document.get("StatusId"), _INVOICE, "StatusId") == REVERSED_STATUS_ID or \
+        shapes.text(document.get("Status")).lower() in ("reversed", "void")
 
 
 def _credit_lines(document: dict) -> list[dict]:
-    price = "UnitPriceInclusive" if document.get("Inclusive") else "UnitPriceExclusive"
-    return [{"LineType": line["LineType"], "SelectionId": line["SelectionId"], "TaxTypeId": line.get("TaxTypeId"),
-             "Description": line.get("Description", ""), "Quantity": line.get("Quantity", 1), price: line[price]}
-            for line in document.get("Lines", [])]
+    """The invoice's lines for a credit note of its full amount; numbers read in either form, sent as numbers."""
+    price = "UnitPriceInclusive" if shapes.flag(document.get("Inclusive"), _INVOICE, "Inclusive") else "UnitPriceExclusive"
+    lines = document.get("Lines")
+    if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
+        raise shapes.unusable(_INVOICE, "no lines")
+    return [{
+        "LineType": shapes.integer(line.get("LineType"), _INVOICE, "LineType"),
+        "SelectionId": shapes.integer(line.get("SelectionId"), _INVOICE, "SelectionId"),
+        "TaxTypeId": shapes.optional_integer(line.get("TaxTypeId"), _INVOICE, "TaxTypeId"),
+        "Description": shapes.text(line.get("Description")),
+        "Quantity": float(shapes.optional_decimal(line.get("Quantity"), _INVOICE, "Quantity", Decimal(1))),
+        price: float(shapes.decimal(line.get(price), _INVOICE, price)),
+    } for line in lines]
 
 
 def run_void(branch_id: int, invoice_id: int, private_key: bytes, reason: str, progress,
@@ -353,16 +407,26 @@ def run_void(branch_id: int, invoice_id: int, private_key: bytes, reason: str, p
             _record_void(invoice, ALREADY_REVERSED, message, actor_id)
             outcome, note = ALREADY_REVERSED, None
         else:
-            note = client.save("CustomerReturn", {
-                "CustomerId": document["CustomerId"], "Date": date.today().isoformat(),
-                "FromDocumentId": document["ID"], "Inclusive": bool(document.get("Inclusive")),
+            body = {
+                "CustomerId": shapes.customer_id(document, _INVOICE), "Date": date.today().isoformat(),
+                "FromDocumentId": shapes.integer(document.get("ID"), _INVOICE, "ID"),
+                "Inclusive": shapes.flag(document.get("Inclusive"), _INVOICE, "Inclusive"),
                 "Reference": f"Void {invoice.number}", "Message": reason, "Lines": _credit_lines(document),
-            })
-            message = (f"reversed in Sage One AUS by credit note {note.get('DocumentNumber') or note['ID']} "
-                       f"for {Decimal(str(note.get('Total', 0))):.2f}.")
+            }
+            try:
+                note = client.save("CustomerReturn", body)
+                note_id = shapes.integer(note.get("ID"), _NOTE, "ID")
+                total = shapes.optional_decimal(note.get("Total"), _NOTE, "Total", Decimal(0))
+            except SageOneUnusableAnswer as exc:
+                # Sage most likely made the credit note; the next void finds the invoice reversed.
+                raise SageOneUnusableAnswer(
+                    f"{exc} Sage One AUS may have made the credit note: check invoice {invoice.number} there "
+                    "before voiding it again.", exc.whole_run) from None
+            number = shapes.text(note.get("DocumentNumber")) or None
+            message = f"reversed in Sage One AUS by credit note {number or note_id} for {total:.2f}."
             _void_here(invoice, reason)
-            _record_void(invoice, REVERSED, message, actor_id, credit_note_id=str(note["ID"]),
-                         credit_note_number=note.get("DocumentNumber"))
+            _record_void(invoice, REVERSED, message, actor_id, credit_note_id=str(note_id),
+                         credit_note_number=number)
             outcome = REVERSED
     except SageOneNotFound:
         message = (f"Sage One AUS has no tax invoice {invoice.sage_id} in {connection.sage_one_company_name} "
@@ -371,7 +435,8 @@ def run_void(branch_id: int, invoice_id: int, private_key: bytes, reason: str, p
         _record_void(invoice, MISSING_IN_SAGE, message, actor_id)
         db.session.commit()
         raise SyncStopped(f"Invoice {invoice.number}: {message}") from None
-    except (SageOneAuthFailed, SageOneRateLimited, SageOneLocked, SageOneUnavailable) as exc:
+    except (*_RUN_STOPPERS, SageOneUnusableAnswer) as exc:
+        db.session.rollback()  # nothing is marked void on an answer the portal couldn't use
         stopped = _stop(connection, exc, actor_id)
         db.session.commit()
         raise stopped from None
@@ -384,5 +449,5 @@ def run_void(branch_id: int, invoice_id: int, private_key: bytes, reason: str, p
     db.session.commit()
     result = {"summary": f"Invoice {invoice.number}: {message}", "outcome": outcome}
     if note is not None:
-        result["credit_note_id"] = str(note["ID"])
+        result["credit_note_id"] = str(note_id)
     return result

@@ -13,7 +13,14 @@ from werkzeug.routing import BuildError
 from portal import puppet, sessions
 from portal.access import branch_for, customer_required
 from portal.integrations.sage_one_aus import credentials, overview, sync
-from portal.integrations.sage_one_aus.errors import SageOneAuthFailed, SageOneError, SageOneLocked
+from portal.integrations.sage_one_aus.errors import (
+    SageOneApiKeyRefused,
+    SageOneAuthFailed,
+    SageOneBusy,
+    SageOneError,
+    SageOneLocked,
+    SageOneRateLimited,
+)
 from portal.jobqueue import JobRefused
 
 bp = Blueprint("sage_one_aus", __name__, url_prefix="/integrations/sage-one-aus")
@@ -98,10 +105,13 @@ def connect_form(branch_id: int):
 @bp.post("/branches/<int:branch_id>/connect")
 @customer_required
 def connect(branch_id: int):
-    """Verify the Sage One login and store it for this customer; asks for a company if several."""
+    """Verify the Sage One login and store it for this customer; asks for a company if several.
+
+    Answers within two seconds whatever Sage does: the check never waits for a request slot and
+    says Sage is busy instead."""
     branch = _branch(branch_id)
     username = request.form.get("username", "").strip()
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     try:
         result = credentials.begin_connect(branch, current_user, sessions.private_key(), username,
                                            request.form.get("password", ""))
@@ -113,6 +123,12 @@ def connect(branch_id: int):
         error, status = _auth_failure_message(exc), 401
     except SageOneLocked as exc:
         error, status = str(exc), 423
+    except SageOneBusy as exc:
+        error, status, headers = str(exc), 503, {"Retry-After": str(max(1, round(exc.retry_after)))}
+    except SageOneRateLimited as exc:
+        error, status = str(exc), 503
+    except SageOneApiKeyRefused as exc:
+        error, status = str(exc), 503
     except SageOneError as exc:
         error, status = str(exc), 502
     else:
@@ -121,7 +137,7 @@ def connect(branch_id: int):
         flash(f"Connected to Sage One AUS as {result.sage_one_username} ({result.sage_one_company_name}).", "success")
         return _to_page(branch.id)
     return render_template("integrations/sage_one_aus/connect.html", view=overview.branch_overview(branch),
-                           username=username, error=error), status
+                           username=username, error=error), status, headers
 
 
 def _auth_failure_message(exc: SageOneAuthFailed) -> str:

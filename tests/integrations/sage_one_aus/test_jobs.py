@@ -224,13 +224,16 @@ def test_a_logged_out_session_cannot_start_a_sync(connected, client, auth, sandb
     assert sandbox_requests(sandbox) == before
 
 
-def test_a_job_with_an_expired_seal_is_refused_before_touching_anything(connected, client, sandbox, drain_jobs):
+def test_a_job_with_an_expired_seal_is_refused_before_touching_anything(connected, client, sandbox, drain_jobs,
+                                                                         redis_client):
     _ledger(connected.branch, contacts=2, invoices=1)
     private_key = keys.unwrap_private_key(connected.owner, factories.PASSWORD)
     old_seal = Fernet(_fernet_key()).encrypt_at_time(private_key, int(time.time()) - 3600).decode()
+    reference = keys.hold_for_job(private_key)
+    redis_client.set(f"{keys._JOB_KEY_PREFIX}{reference}", old_seal, keepttl=True)  # as if held an hour ago
     jobqueue.enqueue(sage_one_sync.SYNC_KIND, "jobs.sage_one_aus.sync_branch", branch=connected.branch,
                      requested_by=connected.owner, description="Sync with Sage One AUS",
-                     args=(connected.branch.id, old_seal))
+                     args=(connected.branch.id, reference))
     before = sandbox_requests(sandbox)
     drain_jobs()
 
@@ -312,7 +315,7 @@ def test_a_429_stops_the_run_and_holds_off_the_company_for_the_block(connected, 
     # … and a job that was already queued stops before its first call.
     jobqueue.enqueue(sage_one_sync.SYNC_KIND, "jobs.sage_one_aus.sync_branch", branch=connected.branch,
                      requested_by=connected.owner, description="Sync with Sage One AUS",
-                     args=(connected.branch.id, keys.seal_for_job(
+                     args=(connected.branch.id, keys.hold_for_job(
                          keys.unwrap_private_key(connected.owner, factories.PASSWORD))))
     drain_jobs()
     assert _jobs()[-1].error.startswith("Rate-limited until")
@@ -341,7 +344,7 @@ def test_a_reset_stops_jobs_with_the_reason_until_reauthenticated(connected, cli
     # A job sealed before the reset cannot open the password any more.
     jobqueue.enqueue(sage_one_sync.SYNC_KIND, "jobs.sage_one_aus.sync_branch", branch=connected.branch,
                      requested_by=connected.owner, description="Sync with Sage One AUS",
-                     args=(connected.branch.id, keys.seal_for_job(old_key)))
+                     args=(connected.branch.id, keys.hold_for_job(old_key)))
     drain_jobs()
     job = _jobs()[0]
     assert job.status == JobStatus.FAILED and "password was reset" in job.error
