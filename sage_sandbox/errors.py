@@ -12,8 +12,13 @@ def handle_http_error(error: HTTPException):
     if path.startswith("/v3.1/"):
         code = {404: "RecordNotFound", 405: "MethodNotAllowed"}.get(error.code, "UnexpectedError")
         body = [{"$severity": "error", "$dataCode": code, "$message": error.description, "$source": ""}]
-    elif path.lower().startswith("/api/"):
-        body = {"Message": error.description}
+    elif path.lower().startswith("/api/"):  # in ASP.NET Web API's words, like the 2.0.0 views
+        if error.code == 404:
+            body = {"Message": f"No HTTP resource was found that matches the request URI '{request.url}'."}
+        elif error.code == 405:
+            body = {"Message": f"The requested resource does not support http method '{request.method}'."}
+        else:
+            body = {"Message": error.description}
     else:
         body = {"error": error.name, "message": error.description}
     response = jsonify(body)

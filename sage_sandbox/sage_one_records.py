@@ -1,6 +1,7 @@
 """Validation, JSON shapes and OData list handling of Sage One (2.0.0) records."""
 
 import re
+import uuid
 import zlib
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -53,8 +54,16 @@ def _number(value, field: str, default=None):
 
 # ------------------------------------------------------------------------ company, accounts, tax types
 
+def _guid(*parts) -> str:
+    """A stable GUID for a seeded or stored record, so repeated reads agree."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sage-one-sandbox:" + ":".join(map(str, parts))))
+
+
 def company_json(company: Company, is_owner: bool = True) -> dict:
-    """Return a company as Company/Get lists it."""
+    """Return a company as Company/Get lists it, with the members of the API help's sample payload."""
+    seeded = stamp(SEED_TIME)
+    seed_date = seeded[:10]
+    address = ["1 Hunter Street", company.city, "NSW", "2300", "Australia"]
     return {
         "ID": company.id,
         "Name": company.name,
@@ -65,41 +74,103 @@ def company_json(company: Company, is_owner: bool = True) -> dict:
         "HoursDecimalDigits": 2,
         "ItemCostPriceDecimalDigits": 2,
         "ItemSellingPriceDecimalDigits": 2,
-        "PostalAddress01": "1 Hunter Street",
-        "PostalAddress02": company.city,
-        "PostalAddress03": "NSW",
-        "PostalAddress04": "2300",
-        "PostalAddress05": "Australia",
+        **{f"PostalAddress{n}": line for n, line in enumerate(address, 1)},
+        "GroupSeparator": ",",
+        "RoundingValue": 0,
+        "TaxSystem": 0,
+        "RoundingType": 0,
+        "AgeMonthly": True,
+        "DisplayInactiveItems": False,
+        "WarnWhenItemCostIsZero": False,
+        "DoNotAllowProcessingIntoNegativeQuantities": False,
+        "WarnWhenItemQuantityIsZero": False,
+        "WarnWhenItemSellingBelowCost": False,
+        "CountryId": 13,
+        "CompanyEntityTypeId": 1,
+        "TakeOnBalanceDate": seed_date,
+        "EnableCustomerZone": False,
+        "EnableAutomaticBankFeedRefresh": False,
         "ContactName": "Accounts",
         "Telephone": "02 4900 0000",
+        "Fax": "",
+        "Mobile": "",
         "Email": f"accounts@{company.city.lower()}.harbour-auto.test",
+        "IsPrimarySendingEmail": True,
+        **{f"PostalAddress0{n}": line for n, line in enumerate(address, 1)},
+        **{f"CompanyInfo0{n}": "" for n in range(1, 6)},
+        "IsOwner": is_owner,
+        "UseCCEmail": False,
+        "CCEmail": "",
+        "DateFormatId": 1,
+        "CheckForDuplicateCustomerReferences": False,
+        "CheckForDuplicateSupplierReferences": False,
+        "DisplayName": company.name,
+        "DisplayInactiveCustomers": False,
+        "DisplayInactiveSuppliers": False,
+        "DisplayInactiveTimeProjects": False,
+        "UseInclusiveProcessingByDefault": False,
+        "LockProcessing": False,
+        "LockProcessingDate": None,
+        "LockTimesheetProcessing": False,
+        "LockTimesheetProcessingDate": None,
+        "TaxPeriodFrequency": 3,
+        "PreviousTaxPeriodEndDate": "2024-12-31",
+        "PreviousTaxReturnDate": None,
+        "UseNoreplyEmail": False,
+        "AgeingBasedOnDueDate": False,
+        "UseLogoOnEmails": False,
+        "UseLogoOnCustomerZone": False,
+        "City": company.city,
+        "State": "NSW",
+        "Country": "Australia",
+        "HomeCurrencyId": 1,
+        "CurrencyId": 1,
+        "Created": seeded,
+        "Modified": seeded,
+        "Active": True,
         "TaxNumber": company.tax_number,
         "RegisteredName": company.name,
         "RegistrationNumber": company.tax_number,
-        "CurrencyId": 1,
-        "HomeCurrencyId": 1,
-        "Active": True,
+        "IsPracticeAccount": False,
+        "LogoPositionID": 0,
+        "Attachment": None,
+        "CompanyTaxNumber": company.tax_number,
+        "TaxOffice": "",
+        "CustomerZoneGuid": _guid("company", company.id),
+        "ClientTypeId": 0,
+        "DisplayTotalTypeId": 0,
+        "DisplayInCompanyConsole": True,
+        "LastLoginDate": seed_date,
         "Status": 0,
-        "IsOwner": is_owner,
-        "Created": stamp(SEED_TIME),
-        "Modified": stamp(SEED_TIME),
     }
 
 
-def account_json(account: dict) -> dict:
-    """Return a ledger account as Account/Get lists it."""
+# Account types by category (the numbering is the sandbox's own; Sage's enumeration is not published).
+ACCOUNT_TYPES = {"Sales": 1, "Other Income": 2, "Cost of Sales": 3}
+
+
+def account_json(account: dict, company: Company) -> dict:
+    """Return a ledger account as Account/Get lists it, with its category and default tax type."""
+    seeded = stamp(SEED_TIME)
+    category = account["Category"]
+    tax_type = company.tax_types.get(account.get("DefaultTaxTypeId"))
     return {
         "ID": account["ID"],
         "Name": account["Name"],
-        "Category": {"ID": zlib.crc32(account["Category"].encode()) % 1000, "Description": account["Category"]},
+        "Category": {"ID": zlib.crc32(category.encode()) % 1000, "Description": category, "Comment": "",
+                     "Order": ACCOUNT_TYPES.get(category, 0), "Created": seeded, "Modified": seeded},
         "Active": True,
         "Balance": 0.0,
         "Description": account["Name"],
+        "ReportingGroupId": None,
         "UnallocatedAccount": False,
         "IsTaxLocked": False,
+        "AccountType": ACCOUNT_TYPES.get(category, 0),
         "HasActivity": False,
-        "Created": stamp(SEED_TIME),
-        "Modified": stamp(SEED_TIME),
+        "DefaultTaxTypeId": tax_type["ID"] if tax_type else None,
+        "DefaultTaxType": tax_type_json(tax_type) if tax_type else None,
+        "Created": seeded,
+        "Modified": seeded,
     }
 
 
@@ -112,20 +183,26 @@ def tax_type_json(tax_type: dict) -> dict:
 # ------------------------------------------------------------------------ customers
 
 CUSTOMER_DEFAULTS = {
-    "Name": "", "Category": None, "SalesRepresentativeId": None, "TaxReference": "", "ContactName": "",
-    "Telephone": "", "Fax": "", "Mobile": "", "Email": "", "WebAddress": "", "Active": True,
+    "Name": "", "Category": None, "SalesRepresentativeId": None, "SalesRepresentative": None, "TaxReference": "",
+    "ContactName": "", "Telephone": "", "Fax": "", "Mobile": "", "Email": "", "WebAddress": "", "Active": True,
     "IsObfuscated": False, "Balance": 0.0, "CreditLimit": 0.0, "CommunicationMethod": 0,
     **{f"PostalAddress0{i}": "" for i in range(1, 6)},
     **{f"DeliveryAddress0{i}": "" for i in range(1, 6)},
-    "AutoAllocateToOldestInvoice": True, "EnableCustomerZone": False, "CashSale": False,
+    "AutoAllocateToOldestInvoice": True, "EnableCustomerZone": False, "CustomerZoneGuid": None, "CashSale": False,
     **{f"TextField{i}": "" for i in range(1, 4)},
     **{f"NumericField{i}": 0.0 for i in range(1, 4)},
     **{f"YesNoField{i}": False for i in range(1, 4)},
-    "AcceptsElectronicInvoices": False, "HasActivity": False, "DefaultDiscountPercentage": 0.0,
-    "DefaultTaxTypeId": None, "DueDateMethodId": 0, "DueDateMethodValue": 0, "CurrencyId": 1,
-    "CurrencySymbol": "$", "BusinessRegistrationNumber": "",
+    **{f"DateField{i}": None for i in range(1, 4)},
+    "DefaultPriceListId": 1, "DefaultPriceList": None, "DefaultPriceListName": "Selling Price",
+    "AcceptsElectronicInvoices": False, "BusinessRegistrationNumber": "", "TaxStatusVerified": None,
+    "CurrencyId": 1, "CurrencySymbol": "$", "HasActivity": False, "DefaultDiscountPercentage": 0.0,
+    "DefaultTaxTypeId": None, "DefaultTaxType": None, "DueDateMethodId": 0, "DueDateMethodValue": 0, "CityId": None,
+    "HasSpecialCountryTax": False, "AccountingAgreement": False, "HasSpecialCountryTaxActivity": False,
 }
-CUSTOMER_READ_ONLY = {"ID", "Balance", "HasActivity", "IsObfuscated", "Created", "Modified", "CurrencySymbol"}
+DEFAULT_PRICE_LIST = {"ID": 1, "Description": "Selling Price", "IsDefault": True}
+CUSTOMER_READ_ONLY = {"ID", "Balance", "HasActivity", "IsObfuscated", "Created", "Modified", "CurrencySymbol",
+                      "SalesRepresentative", "CustomerZoneGuid", "DefaultPriceListId", "DefaultPriceList",
+                      "DefaultPriceListName", "DefaultTaxType", "TaxStatusVerified", "HasSpecialCountryTaxActivity"}
 CUSTOMER_WRITABLE = set(CUSTOMER_DEFAULTS) - CUSTOMER_READ_ONLY
 
 
@@ -150,17 +227,30 @@ def save_customer(company: Company, body: dict, existing: dict | None, now: floa
 def customer_json(customer: dict, company: Company) -> dict:
     """Return a stored customer with every documented field."""
     invoices = [i for i in company.invoices.values() if i["CustomerId"] == customer["ID"]]
+    tax_type = company.tax_types.get(customer.get("DefaultTaxTypeId"))
     return {
         "ID": customer["ID"],
         **{k: customer.get(k, v) for k, v in CUSTOMER_DEFAULTS.items()},
         "Balance": float(sum((money(i["AmountDue"]) for i in invoices), Decimal("0"))),
         "HasActivity": bool(invoices),
+        "CustomerZoneGuid": _guid("customer", customer["ID"]),
+        "DefaultPriceList": dict(DEFAULT_PRICE_LIST),
+        "DefaultTaxType": tax_type_json(tax_type) if tax_type else None,
         "Created": stamp(customer["Created"]),
         "Modified": stamp(customer["Modified"]),
     }
 
 
 # ------------------------------------------------------------------------ invoices and credit notes
+
+def _optional_id(body: dict, field: str):
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SageOneError(400, f"{field} must be an integer.")
+    return value
+
 
 def build_lines(company: Company, raw_lines, inclusive: bool) -> list:
     """Validate document lines and return them with computed amounts; raises SageOneError(400)."""
@@ -198,6 +288,10 @@ def build_lines(company: Company, raw_lines, inclusive: bool) -> list:
             "UnitPriceInclusive": float(unit_inclusive), "Unit": raw.get("Unit") or "",
             "TaxPercentage": float(percentage), "DiscountPercentage": 0.0, "Exclusive": exclusive,
             "Discount": Decimal("0"), "Tax": total - exclusive, "Total": total, "Comments": raw.get("Comments") or "",
+            **{f"AnalysisCategoryId{n}": _optional_id(raw, f"AnalysisCategoryId{n}") for n in range(1, 4)},
+            "$TrackingCode": str(raw.get("$TrackingCode") or ""), "CurrencyId": 1,
+            "UnitCost": float(_number(raw.get("UnitCost"), f"Line {number}: UnitCost", default=0.0)),
+            "UID": str(uuid.uuid4()),
         })
     return lines
 
@@ -217,12 +311,17 @@ def save_document(company: Company, body: dict, existing: dict | None, now: floa
     inclusive = bool(body.get("Inclusive", False))
     if lines is None:
         lines = build_lines(company, body.get("Lines"), inclusive)
-    document = existing or {"ID": None, "Created": now, "DocumentNumber": number}
+    document = existing or {"ID": None, "Created": now, "DocumentNumber": number, "UID": str(uuid.uuid4())}
     exclusive = sum((line["Exclusive"] for line in lines), Decimal("0"))
     tax = sum((line["Tax"] for line in lines), Decimal("0"))
+    # The addresses default to the customer's, as Sage fills them in when a document is made.
+    addresses = {f"{kind}0{n}": str(body.get(f"{kind}0{n}", customer.get(f"{kind}0{n}")) or "")
+                 for kind in ("PostalAddress", "DeliveryAddress") for n in range(1, 6)}
     document.update({
         "CustomerId": customer["ID"], "CustomerName": customer["Name"], "Date": doc_date, "DueDate": due,
         "Inclusive": inclusive, "Reference": str(body.get("Reference") or ""), "Message": str(body.get("Message") or ""),
+        "ExternalReference": str(body.get("ExternalReference") or ""),
+        "SalesRepresentativeId": _optional_id(body, "SalesRepresentativeId"), **addresses,
         "Lines": lines, "Exclusive": exclusive, "Tax": tax, "Total": exclusive + tax, "Modified": now,
     })
     document["AmountDue"] = exclusive + tax
@@ -233,16 +332,20 @@ def _line_json(line: dict, line_id: int) -> dict:
     return {"ID": line_id, **{k: (float(v) if isinstance(v, Decimal) else v) for k, v in line.items()}}
 
 
-def document_json(document: dict, company: Company, include_lines: bool) -> dict:
-    """Return a TaxInvoice or CustomerReturn with its computed amounts."""
+def document_json(document: dict, company: Company, include_lines: bool, include_customer: bool = False) -> dict:
+    """Return a TaxInvoice or CustomerReturn with its computed amounts (and the whole Customer when asked)."""
     status_id, status = document.get("Status", STATUS_UNPAID)
     customer = company.customers.get(document["CustomerId"])
+    currency_id = (customer or {}).get("CurrencyId", 1)
     out = {
         "ID": document["ID"],
         "Date": document["Date"],
         "DueDate": document["DueDate"],
         "CustomerId": document["CustomerId"],
         "CustomerName": customer["Name"] if customer else document["CustomerName"],
+        "Customer": customer_json(customer, company) if include_customer and customer else None,
+        "SalesRepresentativeId": document.get("SalesRepresentativeId"),
+        "SalesRepresentative": None,
         "StatusId": status_id,
         "Status": status,
         "Paid": False,
@@ -261,11 +364,22 @@ def document_json(document: dict, company: Company, include_lines: bool) -> dict
         "Rounding": 0.0,
         "Total": float(document["Total"]),
         "AmountDue": float(document["AmountDue"]),
+        **{f"{kind}0{n}": document.get(f"{kind}0{n}", "")
+           for kind in ("PostalAddress", "DeliveryAddress") for n in range(1, 6)},
         "FromDocument": document.get("FromDocument", ""),
         "FromDocumentId": document.get("FromDocumentId", 0),
         "FromDocumentTypeId": document.get("FromDocumentTypeId", 0),
+        "AllowOnlinePayment": False,
+        "TaxPeriodId": None,
+        "CurrencyId": currency_id,
+        "Customer_CurrencyId": currency_id,
+        "Customer_ExchangeRate": 1.0,
         "HasAttachments": False,
         "HasNotes": False,
+        "HasAnticipatedDate": False,
+        "AnticipatedDate": None,
+        "ExternalReference": document.get("ExternalReference", ""),
+        "UID": document.get("UID"),
         "Created": stamp(document["Created"]),
         "Modified": stamp(document["Modified"]),
         "Lines": [_line_json(line, document["ID"] * 100 + n) for n, line in enumerate(document["Lines"], 1)]

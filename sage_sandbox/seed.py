@@ -200,4 +200,7 @@ def build_company(company_id, name, tax_number, city, next_id) -> Company:
     for tax_name, percentage, is_default in SAGE_ONE_TAX_TYPES:
         tax_id = next_id()
         company.tax_types[tax_id] = {"ID": tax_id, "Name": tax_name, "Percentage": percentage, "IsDefault": is_default}
+    default_tax_type = next(t["ID"] for t in company.tax_types.values() if t["IsDefault"])
+    for account in company.accounts.values():  # made after the accounts, so seeded ids stay as they were
+        account["DefaultTaxTypeId"] = default_tax_type
     return company
