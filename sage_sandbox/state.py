@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from . import seed
 from .config import DEFAULTS
 
+V31_SHAPES = ("live", "spec")
+
 
 @dataclass
 class AuthorizationCode:
@@ -57,6 +59,8 @@ class SandboxState:
         """Put every record, token, counter and switch back to the seed and the configuration."""
         with self.lock:
             cfg = self.config
+            if cfg["SANDBOX_V31_SHAPE"] not in V31_SHAPES:
+                raise ValueError(f"SANDBOX_V31_SHAPE must be one of {', '.join(V31_SHAPES)}")
             self.clock_offset = 0.0
             self.client_id = cfg["SANDBOX_CLIENT_ID"]
             self.client_secret = cfg["SANDBOX_CLIENT_SECRET"]

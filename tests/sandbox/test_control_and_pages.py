@@ -133,3 +133,18 @@ def test_command_line_prints_usage():
     result = subprocess.run([sys.executable, "-m", "sage_sandbox", "--help"], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0 and "--port" in result.stdout
+
+
+def test_state_reports_the_v31_shape_and_refuses_an_unknown_one(http):
+    assert http.get("/_sandbox/state").json()["settings"]["v31_shape"] == "live"
+    assert create_app({"SANDBOX_V31_SHAPE": "spec"}).extensions["sage_sandbox"].config["SANDBOX_V31_SHAPE"] == "spec"
+    with pytest.raises(ValueError):
+        create_app({"SANDBOX_V31_SHAPE": "numbers"})
+
+
+def test_state_starts_with_every_rate_limit_counter_at_zero(http):
+    state = http.get("/_sandbox/state").json()
+    assert set(state["rate_limits"].values()) == {0}
+    assert state["businesses"][LEAD_BUSINESS]["rate_limited"] == {"per_minute": 0, "per_day": 0}
+    assert state["companies"][str(NEWCASTLE)]["blocks"] == 0
+    assert state["companies"][str(NEWCASTLE)]["rate_limited"] == 0
