@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import datetime
 
 from rq import get_current_job
 
@@ -14,6 +15,14 @@ log = logging.getLogger(__name__)
 
 class JobFailure(Exception):
     """A job ended in a failure the person who asked should read (the message says what to do)."""
+
+
+class JobPaused(Exception):
+    """The job cannot go on before `resume_at` (a Sage daily budget): it continues by itself then."""
+
+    def __init__(self, message: str, resume_at: datetime):
+        super().__init__(message)
+        self.resume_at = resume_at
 
 
 class Progress:
@@ -45,6 +54,8 @@ def portal_job(func):
 
     The body receives a Progress and the remaining arguments, and returns a JSON-able summary.
     A JobFailure's message is shown as is; anything else is logged and shown in general words.
+    A JobPaused leaves the row queued, with its progress and the reason, and schedules the same
+    entry point with the same arguments at `resume_at` (the worker's RQ scheduler starts it).
     """
 
     @functools.wraps(func)
@@ -55,12 +66,18 @@ def portal_job(func):
             return None
         row.status = JobStatus.RUNNING
         row.started_at = row.started_at or utcnow()
+        row.resume_at = None
         db.session.commit()
         outcome, summary, error = JobStatus.FAILED, None, None
         progress = Progress(job_id)
+        paused: JobPaused | None = None
         try:
             summary = func(progress, *args, **kwargs)
             outcome = JobStatus.FINISHED
+            return summary
+        except JobPaused as exc:
+            paused, outcome = exc, JobStatus.QUEUED
+            summary = {"summary": str(exc), "paused_until": exc.resume_at.isoformat()}
             return summary
         except JobFailure as exc:
             error = str(exc)
@@ -78,7 +95,11 @@ def portal_job(func):
             row.result = summary
             row.error = error
             row.progress_done, row.progress_total = progress.done, progress.total
-            if not retrying:
+            if paused is not None:
+                from portal.jobqueue import schedule_continuation
+
+                schedule_continuation(row, paused.resume_at, f"{func.__module__}.{func.__name__}", args)
+            elif not retrying:
                 row.ended_at = utcnow()
             db.session.commit()
 

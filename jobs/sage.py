@@ -1,7 +1,7 @@
 """RQ entry points for Sage: contact sync, invoice sync and the single void (they take ids only)."""
 from __future__ import annotations
 
-from jobs.runtime import JobFailure, portal_job
+from jobs.runtime import JobFailure, JobPaused, portal_job
 from portal import audit
 from portal.extensions import db
 from portal.integrations.sage import sync
@@ -13,6 +13,8 @@ def sync_contacts(progress, branch_id: int):
     """Send the branch's pending contacts to Sage (mass re-sync when none has a Sage id)."""
     try:
         return sync.sync_contacts(branch_id, progress)
+    except sync.RunPaused as paused:
+        raise JobPaused(str(paused), paused.resume_at) from None
     except sync.SyncStopped as stopped:
         raise JobFailure(str(stopped)) from None
 
@@ -22,6 +24,8 @@ def sync_invoices(progress, branch_id: int):
     """Send the branch's issued invoices to Sage, their contacts first when needed."""
     try:
         return sync.sync_invoices(branch_id, progress)
+    except sync.RunPaused as paused:
+        raise JobPaused(str(paused), paused.resume_at) from None
     except sync.SyncStopped as stopped:
         raise JobFailure(str(stopped)) from None
 

@@ -7,6 +7,7 @@ session, the puppeteer), refuses a second queued/running job of the same kind fo
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -61,7 +62,7 @@ def reconcile(row: Job) -> bool:
     if not row.status.is_active:
         return False
     try:
-        rq_job = RQJob.fetch(row.id, connection=get_redis())
+        rq_job = RQJob.fetch(row.rq_id, connection=get_redis())
         status = rq_job.get_status(refresh=True)
     except NoSuchJobError:
         status = None
@@ -127,12 +128,29 @@ def enqueue(
     return row
 
 
+def schedule_continuation(row: Job, resume_at: datetime, func: str, args: tuple) -> None:
+    """Continue a paused job at `resume_at`: the same entry point and arguments as a new RQ job
+    (the worker's scheduler starts it), carried by the same row, which stays queued until then.
+    The caller commits."""
+    continuation = f"{row.id}-{uuid.uuid4().hex[:8]}"
+    try:
+        get_queue().enqueue_at(resume_at, func, row.id, *args, job_id=continuation, job_timeout=JOB_TIMEOUT,
+                               result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=row.description)
+    except RedisError:
+        row.status = JobStatus.FAILED
+        row.ended_at = utcnow()
+        row.error = "The job paused and could not be scheduled to resume (the job queue is unavailable). Run it again."
+        return
+    row.rq_job_id = continuation
+    row.resume_at = resume_at
+
+
 def live_progress(row: Job) -> dict:
     """Progress of a job: the worker's latest `job.meta` while active, else the row's final figures."""
     progress = {"done": row.progress_done, "total": row.progress_total}
     if row.status.is_active:
         try:
-            meta = RQJob.fetch(row.id, connection=get_redis()).get_meta(refresh=True)
+            meta = RQJob.fetch(row.rq_id, connection=get_redis()).get_meta(refresh=True)
         except (NoSuchJobError, RedisError):
             meta = {}
         progress.update({k: v for k, v in meta.items() if v is not None})

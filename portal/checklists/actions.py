@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portal import audit, puppet
+from portal import puppet
 from portal.extensions import db
-from portal.jobqueue import JobAlreadyRunning, JobRefused, enqueue
+from portal.jobqueue import JobAlreadyRunning, JobRefused
 from portal.models import Invoice, Job, Provider, PuppetSession, User
+from portal.voids import find_invoice_unscoped
 
 
 class ActionRefused(Exception):
@@ -71,24 +72,19 @@ def _as_customer_of(run, actor: Actor) -> None:
         )
 
 
-def _enqueue_sage(run, actor: Actor, kind: str, func: str, description: str, args: tuple, params: dict) -> ActionResult:
+def _enqueue_sage(run, actor: Actor, start) -> ActionResult:
+    """Start a Sage job through the Sage service, as the customer puppeted from this checklist."""
     _as_customer_of(run, actor)
-    params = {**params, "puppet_session_id": actor.puppet_session.id, "checklist_run_id": run.id}
     try:
-        job = enqueue(kind, func, branch=run.branch, requested_by=actor.acting_as, puppeteer=actor.real,
-                      description=description, args=args, params=params)
+        job = start(requested_by=actor.acting_as, puppeteer=actor.real, puppet_session=actor.puppet_session,
+                    params={"checklist_run_id": run.id}, note=f" from checklist #{run.id}")
     except JobAlreadyRunning as running:
         existing = running.existing
-        return ActionResult(f"{description}: already running; follow it below.",
+        return ActionResult("Already running; follow it below.",
                             {"job_id": existing.id if existing else None}, existing)
     except JobRefused as refused:
         raise ActionRefused(str(refused)) from None
-    audit.record(f"{kind}_requested",
-                 f"{description} requested by support ({actor.real.email}) for {actor.acting_as.email} "
-                 f"from checklist #{run.id}", branch=run.branch,
-                 details={"job_id": job.id, **{k: v for k, v in params.items() if k != "reason"},
-                          "requested_by_id": actor.acting_as.id, "puppeteer_id": actor.real.id})
-    return ActionResult(f"{description}: started.", {"job_id": job.id}, job)
+    return ActionResult(f"{job.description}: started.", {"job_id": job.id}, job)
 
 
 def _sage_one_aus(run, actor: Actor, start) -> ActionResult:
@@ -110,10 +106,9 @@ def _sage_one_aus(run, actor: Actor, start) -> ActionResult:
 
 
 def _sage_sync(run, actor: Actor, what: str) -> ActionResult:
-    from portal.integrations.sage.views import SYNC_JOBS
+    from portal.integrations.sage import enqueue as sage_jobs
 
-    kind, func, description = SYNC_JOBS[what]
-    return _enqueue_sage(run, actor, kind, func, description, (run.branch.id,), {"what": what})
+    return _enqueue_sage(run, actor, lambda **who: sage_jobs.start_sync(run.branch, what, **who))
 
 
 @action("rerun_sage_contact_sync", "Run the Sage contact sync")
@@ -137,10 +132,8 @@ def rerun_sync(run, actor: Actor) -> ActionResult:
 
 
 def _invoice(run) -> Invoice:
-    from portal.models import unscoped
-
     invoice_id = (run.subject or {}).get("invoice_id")
-    invoice = db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id, Invoice.branch_id == run.branch_id))
+    invoice = find_invoice_unscoped(run.branch_id, invoice_id) if invoice_id is not None else None
     if invoice is None:
         raise ActionRefused("This checklist has no invoice to void.")
     return invoice
@@ -153,10 +146,8 @@ def rerun_void(run, actor: Actor) -> ActionResult:
     invoice = _invoice(run)
     reason = invoice.void_reason or f"Voided again from checklist #{run.id}"
     if connection.provider == Provider.SAGE:
-        from portal.integrations.sage import sync as sage_sync
+        from portal.integrations.sage import enqueue as sage_jobs
 
-        return _enqueue_sage(run, actor, sage_sync.KIND_VOID, "jobs.sage.void_invoice",
-                             f"Void invoice {invoice.number} in Sage", (run.branch.id, invoice.id, reason),
-                             {"invoice_id": invoice.id, "reason": reason})
+        return _enqueue_sage(run, actor, lambda **who: sage_jobs.start_void(run.branch, invoice, reason, **who))
     return _sage_one_aus(run, actor, lambda s: s.enqueue_void(run.branch, actor.acting_as, actor.private_key, invoice,
                                                               reason, puppeteer=actor.real if actor.puppet_session else None))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from portal.checklists import scenarios
 from portal.checklists.checks import STUCK_AFTER
 from portal.checklists.engine import Scenario
+from portal.voids import find_invoice_unscoped
 from portal.extensions import db
 from portal.models import (
     ACTIVE_STATUSES,
@@ -16,13 +17,11 @@ from portal.models import (
     Business,
     ChecklistRun,
     ConnectionState,
-    Invoice,
     Job,
     JobStatus,
     Provider,
     RunStatus,
     SyncOutcome,
-    unscoped,
     utcnow,
 )
 
@@ -59,7 +58,7 @@ def _failed_voids(branch: Branch, jobs: list[Job]) -> list[Suggestion]:
         seen.add(invoice_id)
         outcome = (job.result or {}).get("outcome")
         if job.status == JobStatus.FAILED or outcome in ("missing_in_sage", "sage_refused"):
-            invoice = db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id))
+            invoice = find_invoice_unscoped(branch.id, invoice_id)
             if invoice is not None:
                 suggestions.append(Suggestion(scenarios.SAGE_VOID_STILL_SHOWN, branch,
                                               f"The void of invoice {invoice.number} didn't complete in Sage.",

@@ -15,6 +15,7 @@ from portal.checklists import actions, checks, scenarios
 from portal.checklists.engine import ACTION, CHECK, OUTCOME, QUESTION, SKIPPED, Scenario, Walk, evidence_values, \
     format_message, walk
 from portal.extensions import db
+from portal.voids import find_invoice_unscoped
 from portal.models import (
     Branch,
     Business,
@@ -80,8 +81,8 @@ def find_invoice(branch: Branch, number_or_id: str) -> Invoice | None:
         return None
     query = unscoped(Invoice).where(Invoice.branch_id == branch.id)
     invoice = db.session.scalar(query.where(Invoice.number == value))
-    if invoice is None and value.isdigit():
-        invoice = db.session.scalar(query.where(Invoice.id == int(value)))
+    if invoice is None and value.isdigit() and len(value) < 10:
+        invoice = find_invoice_unscoped(branch.id, int(value))
     return invoice
 
 
@@ -89,7 +90,7 @@ def context_for(run: ChecklistRun, puppet_session: PuppetSession | None = None) 
     """What the run's checks look at, read fresh."""
     branch = run.branch
     invoice_id = (run.subject or {}).get("invoice_id")
-    invoice = db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id)) if invoice_id else None
+    invoice = find_invoice_unscoped(branch.id, invoice_id) if invoice_id and branch is not None else None
     return checks.CheckContext(business=run.business, branch=branch,
                                connection=branch.connection if branch is not None else None,
                                invoice=invoice, puppet_session=puppet_session)

@@ -62,10 +62,19 @@ class Job(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A paused run (a Sage daily budget used up) continues as another RQ job at `resume_at`;
+    # `rq_job_id` names the RQ job that carries the row now (None: the row's own id).
+    rq_job_id: Mapped[str | None] = mapped_column(String(64))
+    resume_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     branch = relationship("Branch")
     requested_by = relationship("User", foreign_keys=[requested_by_id])
     puppeteer = relationship("User", foreign_keys=[puppeteer_id])
+
+    @property
+    def rq_id(self) -> str:
+        """The RQ job carrying this row now."""
+        return self.rq_job_id or self.id
 
     @property
     def percent(self) -> int:

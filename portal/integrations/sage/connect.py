@@ -131,11 +131,22 @@ def finish(user, session_id: str, *, state: str | None, code: str | None, error:
 
 
 def list_businesses(connection: Connection) -> list[dict]:
-    """The Sage businesses the connection's Sage user can open (id and name)."""
+    """The Sage businesses the connection's Sage user can open (id and name).
+
+    A person waits on this (the callback, the business choice), so the client is impatient: it
+    answers "Sage is busy" rather than waiting on a limit. /businesses belongs to no business yet,
+    so the sign-in has a request budget of its own.
+    """
+    from portal.integrations.sage.ratelimit import BusinessRateLimit
     from portal.integrations.sage.tokens import TokenProvider
 
-    client = SageClient(api_url=current_app.config["SAGE_API_URL"], business_id=None,
-                        token=TokenProvider(connection.id), timeout=float(current_app.config["HTTP_TIMEOUT_SECONDS"]))
+    config = current_app.config
+    limit = BusinessRateLimit(config["REDIS_URL"], f"sign-in-{connection.id}",
+                              int(config["SAGE_RATE_LIMIT_PER_MINUTE"] or 0), margin=float(config["SAGE_RATE_MARGIN"]),
+                              max_wait=float(config["SAGE_PAGE_WAIT_SECONDS"]))
+    client = SageClient(api_url=config["SAGE_API_URL"], business_id=None, limiter=limit,
+                        token=TokenProvider(connection.id, before_refresh=limit),
+                        timeout=float(config["HTTP_TIMEOUT_SECONDS"]), patient=False)
     try:
         items = client.businesses()
     except SageError as exc:

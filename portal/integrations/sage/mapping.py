@@ -1,7 +1,10 @@
 """The branch's mapping of invoice line codes to its Sage business's ledger accounts and tax rates.
 
 The choices offered are whatever Sage lists right now (read-only GETs through the branch's own
-client); a saved choice must be one of them, so a forged or stale id never reaches an invoice.
+client, which never waits on the business's limiter: a busy business gets "Sage is busy" and the
+saved mapping at once); a saved choice must be one of them, so a forged or stale id never reaches
+an invoice. A default the portal chose is marked with why; a tax code without a rate of its own
+percentage gets no default, and its invoices wait for a person's choice.
 The invoice sync (`sync.AccountMapper`) reads the same rows, so a saved choice applies to the next
 invoice sent.
 """
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from portal import audit
 from portal.extensions import db
 from portal.integrations.sage import sync
-from portal.integrations.sage.client import SageAuthError, SageError, SageRateLimited
+from portal.integrations.sage.client import SageAuthError, SageBusy, SageError, SageRateLimited
 from portal.models import Connection, Invoice, InvoiceLine, SageAccountMapping
 
 LEDGER, TAX = sync.AccountMapper.LEDGER, sync.AccountMapper.TAX
@@ -43,6 +46,13 @@ class MappingRow:
     options: list[Option]
     selected: str
     saved: SageAccountMapping | None
+    # Why the selection is the portal's own default (None once a person chose it).
+    default_reason: str | None = None
+
+    @property
+    def needs_choice(self) -> bool:
+        """No confident default exists and nothing was saved: a person must choose."""
+        return not self.selected
 
     @property
     def field(self) -> str:
@@ -81,9 +91,14 @@ def codes_in_use(branch_id: int) -> dict[str, list[str]]:
 
 def sage_lookups(connection: Connection) -> dict[str, list[dict]]:
     """Sage's ledger accounts (visible in sales) and tax rates; raises SageLookupsUnavailable."""
-    client = sync.client_for(connection)
+    client = sync.page_client_for(connection)
     try:
         return {LEDGER: client.ledger_accounts(), TAX: client.tax_rates()}
+    except SageBusy:
+        raise SageLookupsUnavailable("Sage is busy with this business's other requests right now (a sync is "
+                                     "using its request limit), so its ledger accounts and tax rates can't be "
+                                     "listed this minute. The mapping below is what the next sync uses; try "
+                                     "again in a minute to change it.") from None
     except SageAuthError:
         raise SageLookupsUnavailable("Sage no longer accepts this branch's sign-in, so its ledger accounts "
                                      "and tax rates can't be listed. Reconnect to Sage.") from None
@@ -93,10 +108,6 @@ def sage_lookups(connection: Connection) -> dict[str, list[dict]]:
     except SageError:
         raise SageLookupsUnavailable("Sage can't be reached right now, so its ledger accounts and tax rates "
                                      "can't be listed. Try again in a few minutes.") from None
-
-
-def _label(item: dict) -> str:
-    return item.get("displayed_as") or item.get("name") or item["id"]
 
 
 def rows(connection: Connection, lookups: dict[str, list[dict]]) -> list[MappingRow]:
@@ -109,16 +120,19 @@ def rows(connection: Connection, lookups: dict[str, list[dict]]) -> list[Mapping
     result = []
     for kind in (LEDGER, TAX):
         items = lookups[kind]
-        options = [Option(item["id"], _label(item)) for item in items]
+        options = [Option(item["id"], sync.label_of(item)) for item in items]
         codes = sorted(set(in_use[kind]) | {code for (k, code) in saved if k == kind})
         for code in codes:
             row = saved.get((kind, code))
             listed = {o.id for o in options}
             if row is not None and row.sage_id in listed:
-                selected = row.sage_id
+                selected, reason = row.sage_id, row.default_reason
+            elif items:
+                choice = sync.default_choice(kind, code, items)
+                selected, reason = (choice.item["id"] if choice.item else ""), choice.reason
             else:
-                selected = sync.default_choice(kind, code, items)["id"] if items else ""
-            result.append(MappingRow(kind, code, options, selected, row))
+                selected, reason = "", None
+            result.append(MappingRow(kind, code, options, selected, row, reason))
     return result
 
 
@@ -139,6 +153,8 @@ def save(connection: Connection, form: dict[str, str], lookups: dict[str, list[d
         if row is None:
             kind, _, code = name.partition(":")
             raise MappingRefused(f"“{code}” is not a {KIND_LABELS[kind].lower()} code used by this branch's invoices.")
+        if not value and row.needs_choice:
+            continue  # left unchosen: its invoices keep waiting
         option = next((o for o in row.options if o.id == value), None)
         if option is None:
             raise MappingRefused(f"The {KIND_LABELS[row.kind].lower()} chosen for “{row.code}” is not one Sage "
@@ -149,6 +165,8 @@ def save(connection: Connection, form: dict[str, str], lookups: dict[str, list[d
     for row, option in chosen:
         saved = row.saved
         if saved is not None and saved.sage_id == option.id and saved.sage_name == option.label:
+            if saved.default_reason:
+                saved.default_reason = None  # a person confirmed the portal's default
             continue
         changes.append({"kind": row.kind, "code": row.code, "from": saved.sage_id if saved else None,
                         "from_name": saved.sage_name if saved else None, "to": option.id, "to_name": option.label})
@@ -156,7 +174,7 @@ def save(connection: Connection, form: dict[str, str], lookups: dict[str, list[d
             saved = SageAccountMapping(branch_id=connection.branch_id, sage_business_id=connection.sage_business_id,
                                        kind=row.kind, code=row.code)
             db.session.add(saved)
-        saved.sage_id, saved.sage_name = option.id, option.label
+        saved.sage_id, saved.sage_name, saved.default_reason = option.id, option.label, None
     if changes:
         described = "; ".join(f"{c['kind'].replace('_', ' ')} “{c['code']}” → {c['to_name']}" for c in changes)
         audit.record("sage.mapping_changed", f"Sage mapping changed for {connection.branch.name}{by}: {described}",

@@ -1,51 +1,130 @@
-"""One rate limit per Sage business, shared by every worker through Redis (a moving window).
+"""Pacing for Sage v3.1: one request budget per Sage business, shared by every process through Redis.
 
-Sage counts requests per business in a rolling minute. Every process that talks to Sage takes a
-slot here first, so two workers syncing branches of the same Sage business stay under the limit
-together. The window is one second longer than Sage's minute: a request that left us at the very
-end of our window may arrive at Sage a few milliseconds later, inside its next one.
+Sage counts requests per business in a rolling minute and may cap a business per day (reference
+A6). Every request to Sage for a business — API calls, retries and token refreshes — takes a slot
+here first, so any number of workers stay under Sage's limits together:
+
+* a moving window one second longer than Sage's minute, holding `per_minute × (1 − margin)`
+  requests: a request that leaves at the very end of our window may reach Sage a little later, and
+  the margin keeps us clear of whatever Sage counts that we don't (its clock, failed requests);
+* a daily budget (a fixed window of one day); when it is used up, `BudgetExhausted` says when it
+  renews, so a run can pause and resume by itself instead of failing;
+* a hold after a 429: nobody sends this business another request before Sage's `Retry-After` is over.
+
+A worker waits for its slot (`max_wait=None`). A web page must not: it passes a small `max_wait`,
+and `SageBusy` tells it to answer with what it has.
 """
 from __future__ import annotations
 
+import math
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
+import redis
 from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+from portal.integrations.sage.client import BudgetExhausted, SageBusy
 
 WINDOW_SECONDS = 61
 NAMESPACE = "sage-v31"
+HOLD_PREFIX = "portal:sage:hold:"
+LONGEST_PAUSE = 5.0  # re-check at least this often while waiting
 
-_limiters: dict[str, MovingWindowRateLimiter] = {}
+_backends: dict[str, tuple[MovingWindowRateLimiter, FixedWindowRateLimiter, redis.Redis]] = {}
 
 
-def _limiter(redis_url: str) -> MovingWindowRateLimiter:
+def _backend(redis_url: str):
     # One storage (and connection pool) per Redis URL per process.
-    if redis_url not in _limiters:
-        _limiters[redis_url] = MovingWindowRateLimiter(RedisStorage(redis_url, key_prefix="portal-limits"))
-    return _limiters[redis_url]
+    if redis_url not in _backends:
+        storage = RedisStorage(redis_url, key_prefix="portal-limits")
+        _backends[redis_url] = (MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage),
+                                redis.Redis.from_url(redis_url))
+    return _backends[redis_url]
+
+
+def paced_rate(per_minute: int, margin: float) -> int:
+    """Requests we allow ourselves per window: Sage's rate less the margin, at least one."""
+    return max(1, math.floor(per_minute * (1 - max(0.0, min(margin, 0.9)))))
 
 
 class BusinessRateLimit:
-    """`acquire()` blocks until the Sage business may make one more request."""
+    """`acquire()` returns once the Sage business may make one more request.
 
-    def __init__(self, redis_url: str, business_id: str | None, per_minute: int,
-                 sleep: Callable[[float], None] = time.sleep):
+    Raises BudgetExhausted when the day's budget is used, and SageBusy when `max_wait` seconds
+    would not be enough (web pages). `sleep` and `clock` are injectable so tests never sleep.
+    """
+
+    def __init__(self, redis_url: str, business_id: str | None, per_minute: int, *, margin: float = 0.0,
+                 daily_budget: int = 0, budget_window_seconds: int = 86400, max_wait: float | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         self.business_id = business_id or "unknown"
-        self.item = RateLimitItemPerSecond(per_minute, WINDOW_SECONDS) if per_minute else None
-        self.limiter = _limiter(redis_url) if per_minute else None
+        self.minute = RateLimitItemPerSecond(paced_rate(per_minute, margin), WINDOW_SECONDS) if per_minute else None
+        # The budget's window is a day; tests shorten it (SAGE_BUDGET_WINDOW_SECONDS) to see it renew.
+        self.day = RateLimitItemPerSecond(daily_budget, budget_window_seconds) if daily_budget else None
+        self.moving, self.fixed, self.redis = _backend(redis_url)
+        self.max_wait = max_wait
         self._sleep = sleep
+        self._clock = clock
         self.waited_seconds = 0.0
 
-    def acquire(self) -> None:
-        """Take a request slot for this business, waiting for the window to move if it is full."""
-        if self.item is None:
+    # --- the hold after a 429 ----------------------------------------------------------------------
+
+    def held_until(self) -> float | None:
+        """POSIX time until which Sage asked us to send nothing for this business, if that is ahead."""
+        raw = self.redis.get(HOLD_PREFIX + self.business_id)
+        until = float(raw) if raw is not None else None
+        return until if until is not None and until > self._clock() else None
+
+    def hold_off(self, seconds: float) -> None:
+        """Send nothing to this business for `seconds` (Sage's Retry-After); never shortens a hold."""
+        until = self._clock() + max(seconds, 0.0)
+        current = self.held_until()
+        if current is not None and current >= until:
             return
-        while not self.limiter.hit(self.item, NAMESPACE, self.business_id):
-            stats = self.limiter.get_window_stats(self.item, NAMESPACE, self.business_id)
-            pause = min(max(stats.reset_time - time.time(), 0.05), 5.0)
-            self.waited_seconds += pause
+        self.redis.set(HOLD_PREFIX + self.business_id, until, px=max(1, int((until - self._clock()) * 1000)) + 1000)
+
+    # --- slots ---------------------------------------------------------------------------------------
+
+    def day_renews_at(self) -> datetime:
+        """When the daily budget starts again."""
+        stats = self.fixed.get_window_stats(self.day, NAMESPACE, "day", self.business_id)
+        return datetime.fromtimestamp(stats.reset_time, timezone.utc)
+
+    def requests_left_today(self) -> int | None:
+        """How many requests the daily budget still allows (None without a budget)."""
+        if self.day is None:
+            return None
+        return self.fixed.get_window_stats(self.day, NAMESPACE, "day", self.business_id).remaining
+
+    def acquire(self) -> None:
+        """Take a request slot for this business, waiting (or raising, see the class) as needed."""
+        waited = 0.0
+        while True:
+            if self.day is not None and not self.fixed.test(self.day, NAMESPACE, "day", self.business_id):
+                raise BudgetExhausted(self.day_renews_at())
+            pause = self._pause_needed()
+            if pause <= 0:
+                break
+            if self.max_wait is not None and waited + pause > self.max_wait:
+                raise SageBusy(pause)
+            pause = min(pause, LONGEST_PAUSE)
             self._sleep(pause)
+            waited += pause
+            self.waited_seconds += pause
+        if self.day is not None and not self.fixed.hit(self.day, NAMESPACE, "day", self.business_id):
+            raise BudgetExhausted(self.day_renews_at())  # another process took the last one meanwhile
+
+    def _pause_needed(self) -> float:
+        """0 when a slot was taken; otherwise how long to wait before trying again."""
+        held = self.held_until()
+        if held is not None:
+            return held - self._clock()
+        if self.minute is None or self.moving.hit(self.minute, NAMESPACE, self.business_id):
+            return 0.0
+        stats = self.moving.get_window_stats(self.minute, NAMESPACE, self.business_id)
+        return max(stats.reset_time - self._clock(), 0.05)
 
     __call__ = acquire

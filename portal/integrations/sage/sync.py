@@ -2,23 +2,34 @@
 
 Each function takes ids, works in batches that commit, and reports through a `progress` object
 with `update(done, total, **counters)` (jobs.runtime.Progress). They raise SyncStopped with plain
-words when the run cannot go on (signed out of Sage, Sage down, rate limited); per-record problems
-are recorded on the record (`sync_error`) and the run carries on.
+words when the run cannot go on (signed out of Sage, Sage down, rate limited) and RunPaused when
+the business's daily request budget is used up (the job resumes by itself when it renews);
+per-record problems are recorded on the record (`sync_error`) and the run carries on.
+
+Sage's requests are the scarce thing (a per-minute limit and a daily budget per business), so
+records Sage may already hold are matched locally: when a run must look for many records, Sage's
+list of references is read once in pages of 200 (`SageIndex`), and only records Sage lacks are
+created. A lost answer to a create is always checked with a lookup before the create is repeated.
 """
 from __future__ import annotations
 
 import math
 import time
-from datetime import timedelta
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import func
 
 from portal import audit
 from portal.extensions import db
+from portal.integrations import tax_codes
+from portal.integrations.numbers import UnusableNumber, decimal_or_none
 from portal.integrations.sage.client import (
-    BACKOFF_SECONDS,
+    PAGE_SIZE,
+    BudgetExhausted,
+    SageAnswerUnusable,
     SageAuthError,
     SageClient,
     SageError,
@@ -26,6 +37,7 @@ from portal.integrations.sage.client import (
     SageRateLimited,
     SageUnavailable,
     SageValidationError,
+    normalise_reference,
 )
 from portal.integrations.sage.ratelimit import BusinessRateLimit
 from portal.integrations.sage.tokens import TokenProvider
@@ -41,9 +53,9 @@ from portal.models import (
     SageAccountMapping,
     SyncOutcome,
     SyncState,
-    unscoped,
     utcnow,
 )
+from portal.voids import VoidOutcome, find_invoice_unscoped
 
 BATCH_SIZE = 50  # SAGE_SYNC_BATCH_SIZE in the app config overrides it
 CREATE_ATTEMPTS = 4
@@ -58,14 +70,40 @@ class SyncStopped(Exception):
     """The run stopped before the end; the message says why and what happens next."""
 
 
-def client_for(connection: Connection) -> SageClient:
-    """A v3.1 client for this connection's Sage business, behind the shared per-business limit."""
+class RunPaused(Exception):
+    """The business's daily request budget is used up: the run continues by itself at `resume_at`."""
+
+    def __init__(self, message: str, resume_at: datetime):
+        super().__init__(message)
+        self.resume_at = resume_at
+
+
+def rate_limit_for(connection: Connection, *, max_wait: float | None = None) -> BusinessRateLimit:
+    """The shared limiter of the connection's Sage business (minute limit, margin, daily budget)."""
     config = current_app.config
-    limit = BusinessRateLimit(config["REDIS_URL"], connection.sage_business_id,
-                              int(config["SAGE_RATE_LIMIT_PER_MINUTE"] or 0))
-    return SageClient(api_url=config["SAGE_API_URL"], business_id=connection.sage_business_id,
-                      token=TokenProvider(connection.id), limiter=limit,
-                      timeout=float(config["HTTP_TIMEOUT_SECONDS"]))
+    return BusinessRateLimit(config["REDIS_URL"], connection.sage_business_id,
+                             int(config["SAGE_RATE_LIMIT_PER_MINUTE"] or 0),
+                             margin=float(config["SAGE_RATE_MARGIN"] or 0),
+                             daily_budget=int(config["SAGE_DAILY_REQUEST_BUDGET"] or 0),
+                             budget_window_seconds=int(config.get("SAGE_BUDGET_WINDOW_SECONDS") or 86400),
+                             max_wait=max_wait)
+
+
+def client_for(connection: Connection) -> SageClient:
+    """A v3.1 client for a job: it waits for the business's shared limit and backs off on failures."""
+    limit = rate_limit_for(connection)
+    return SageClient(api_url=current_app.config["SAGE_API_URL"], business_id=connection.sage_business_id,
+                      token=TokenProvider(connection.id, before_refresh=limit), limiter=limit,
+                      timeout=float(current_app.config["HTTP_TIMEOUT_SECONDS"]))
+
+
+def page_client_for(connection: Connection) -> SageClient:
+    """A v3.1 client for a page a person is waiting on: it never waits long for the limiter or
+    backs off, raising SageBusy instead, so the page answers at once with what it has."""
+    limit = rate_limit_for(connection, max_wait=float(current_app.config["SAGE_PAGE_WAIT_SECONDS"]))
+    return SageClient(api_url=current_app.config["SAGE_API_URL"], business_id=connection.sage_business_id,
+                      token=TokenProvider(connection.id, before_refresh=limit), limiter=limit,
+                      timeout=float(current_app.config["HTTP_TIMEOUT_SECONDS"]), patient=False)
 
 
 def usable_connection(branch_id: int) -> Connection:
@@ -80,6 +118,56 @@ def usable_connection(branch_id: int) -> Connection:
     if not connection.sage_business_id:
         raise SyncStopped("Choose which Sage business this branch uses before syncing.")
     return connection
+
+
+# --- Finding what Sage already holds --------------------------------------------------------------
+
+
+class SageIndex:
+    """How a run finds the Sage record with a given reference, at the fewest requests.
+
+    `kind` "listed": Sage's references were read once (pages of 200) and are matched locally.
+    "empty": Sage holds none of this kind, so there is nothing to find. "lookup": too few
+    records to look for to be worth reading the whole list: each is searched on its own.
+    """
+
+    def __init__(self, kind: str, lookup=None, ids: dict[str, str] | None = None):
+        self.kind = kind
+        self._lookup = lookup
+        self._ids = ids or {}
+
+    @classmethod
+    def build(cls, client: SageClient, resource: str, wanted: int) -> SageIndex:
+        """Choose the cheapest way to look for `wanted` records of `resource` (contacts or invoices)."""
+        lookup = client.find_contact_by_reference if resource == "contacts" else client.find_invoice_by_reference
+        total = client.count(f"/{resource}")
+        if total == 0:
+            return cls("empty", lookup)
+        if math.ceil(total / PAGE_SIZE) > wanted:
+            return cls("lookup", lookup)
+        pairs = client.contact_references() if resource == "contacts" else client.invoice_references()
+        return cls("listed", lookup, {normalise_reference(reference): sage_id for reference, sage_id in pairs})
+
+    def find(self, reference: str | None) -> str | None:
+        """The Sage id of the record with this reference, if Sage has one."""
+        if not reference:
+            return None
+        if self.kind == "listed":
+            return self._ids.get(normalise_reference(reference))
+        if self.kind == "lookup":
+            found = self._lookup(reference)
+            return found["id"] if found else None
+        return None
+
+    def confirm(self, reference: str | None) -> str | None:
+        """After a lost answer or a refusal: ask Sage itself, whatever the index says."""
+        if not reference:
+            return None
+        found = self._lookup(reference)
+        return found["id"] if found else None
+
+
+NO_INDEX = SageIndex("empty")
 
 
 # --- Records as Sage wants them -------------------------------------------------------------------
@@ -103,10 +191,10 @@ def _reference_taken(error: SageValidationError) -> bool:
     return error.field in ("reference", "") and any(w in message for w in ("taken", "already exists", "in use"))
 
 
-def push_contact(client: SageClient, contact: Contact, *, look_up_first: bool) -> str:
+def push_contact(client: SageClient, contact: Contact, index: SageIndex = NO_INDEX) -> str:
     """Create, link or update one contact in Sage; returns created/linked/updated/failed.
 
-    Raises SageAuthError, SageUnavailable or SageRateLimited when the run should stop.
+    Raises SageAuthError, SageUnavailable, SageRateLimited or BudgetExhausted when the run should stop.
     """
     body = contact_body(contact)
     try:
@@ -117,19 +205,21 @@ def push_contact(client: SageClient, contact: Contact, *, look_up_first: bool) -
                 return "updated"
             except SageNotFound:
                 contact.sage_id = None  # deleted in Sage: find it by reference or create it again
-                look_up_first = True
-        if look_up_first and contact.reference:
-            found = client.find_contact_by_reference(contact.reference)
-            if found:
-                contact.mark_synced(found["id"])
-                return "linked"
-        return _create_contact(client, contact, body)
+                index = SageIndex("lookup", client.find_contact_by_reference)
+        found = index.find(contact.reference)
+        if found:
+            contact.mark_synced(found)
+            return "linked"
+        return _create_contact(client, contact, body, index)
     except SageValidationError as error:
         contact.mark_failed(f"Sage refused this contact: {error.message}")
         return "failed"
+    except SageAnswerUnusable as error:
+        contact.mark_failed(f"Not sent: {error}")
+        return "failed"
 
 
-def _create_contact(client: SageClient, contact: Contact, body: dict) -> str:
+def _create_contact(client: SageClient, contact: Contact, body: dict, index: SageIndex) -> str:
     for attempt in range(CREATE_ATTEMPTS):
         try:
             created = client.create_contact(body)
@@ -138,19 +228,19 @@ def _create_contact(client: SageClient, contact: Contact, body: dict) -> str:
         except SageUnavailable:
             if attempt == CREATE_ATTEMPTS - 1 or not contact.reference:
                 raise
-            time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
+            client.back_off(attempt)
         except SageValidationError as error:
             # Sage says the reference exists: another run created it; link to it.
-            found = client.find_contact_by_reference(contact.reference) if _reference_taken(error) else None
+            found = index.confirm(contact.reference) if _reference_taken(error) else None
             if found is None:
                 raise
-            contact.mark_synced(found["id"])
+            contact.mark_synced(found)
             return "linked"
         # The response was lost: Sage may have created the contact anyway, so look before writing
         # it again — a retry must never create a second one.
-        found = client.find_contact_by_reference(contact.reference)
+        found = index.confirm(contact.reference)
         if found:
-            contact.mark_synced(found["id"])
+            contact.mark_synced(found)
             return "linked"
     raise SageUnavailable("Sage did not answer while creating a contact.")
 
@@ -259,7 +349,10 @@ def _count_open(model, branch_id: int, *where) -> int:
 def sync_contacts(branch_id: int, progress) -> dict:
     """Send the branch's pending and failed contacts to Sage in committed batches; returns a summary.
 
-    Raises SyncStopped (with what was done so far) when Sage or the sign-in stops the run.
+    During a mass re-sync Sage may already hold these contacts (the branch's contacts were entered
+    in that business before, or a killed run created some), so they are matched against Sage's
+    list first and only the missing ones are created. Raises SyncStopped (with what was done so
+    far) when Sage or the sign-in stops the run, RunPaused when the daily budget is used up.
     """
     connection = usable_connection(branch_id)
     client = client_for(connection)
@@ -267,32 +360,49 @@ def sync_contacts(branch_id: int, progress) -> dict:
     counters = RunCounters(total=_count_open(Contact, branch_id))
     counters.batches_total = math.ceil(counters.total / batch_size())
     counters.report(progress)
-    look_up_first = False
+    index = NO_INDEX
     try:
-        if connection.mass_resync_started_at is not None:
-            # During a mass re-sync Sage may already hold these contacts (a reconnect to the same
-            # business, or a run killed after Sage created a contact): look each one up first.
-            # A business with no contacts at all has nothing to find, so the lookups are skipped.
-            look_up_first = client.count_contacts() > 0
+        if connection.mass_resync_started_at is not None and counters.total:
+            index = SageIndex.build(client, "contacts", counters.total)
         for batch in _open_batches(Contact, branch_id):
             for contact in batch:
-                counters.count(push_contact(client, contact, look_up_first=look_up_first))
+                counters.count(push_contact(client, contact, index))
             counters.batches_done += 1
             db.session.commit()
             counters.report(progress)
+    except BudgetExhausted as exhausted:
+        db.session.commit()  # keep what Sage already confirmed
+        raise _paused(connection, exhausted, counters, "contacts") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()  # keep the contacts Sage already confirmed in this batch
-        _record_outcome(connection, succeeded=False, error=error, client=client)
+        _record_outcome(connection, succeeded=False, error=error)
         raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} contacts were "
                           "processed; the rest stay pending and the next run resumes with them.") from None
-    _record_outcome(connection, succeeded=counters.failures == 0, client=client)
+    _record_outcome(connection, succeeded=counters.failures == 0)
     if connection.mass_resync_started_at is not None and not _count_open(Contact, branch_id, Contact.sync_state == SyncState.PENDING):
         connection.mass_resync_started_at = None
     db.session.commit()
     summary = (f"Sent {counters.done} contacts to Sage: {counters.created} created, {counters.linked} linked "
                f"to existing Sage contacts, {counters.updated} updated, {counters.failures} failed.")
-    return {"summary": summary, "mass_resync_flagged": flagged, "look_up_first": look_up_first,
-            "rate_limited_responses": client.rate_limited_responses, **counters.as_dict()}
+    return {"summary": summary, "mass_resync_flagged": flagged, "matched_by": index.kind,
+            "sage_requests": client.requests_sent, "rate_limited_responses": client.rate_limited_responses,
+            **counters.as_dict()}
+
+
+def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCounters, noun: str) -> RunPaused:
+    """Record a budget pause on the connection and return the RunPaused to raise."""
+    connection = db.session.get(Connection, connection.id)
+    connection.rate_limited_until = exhausted.renews_at
+    audit.record("sync.paused_for_budget",
+                 f"Sage's daily request budget for {connection.sage_business_name or 'this business'} is used up; "
+                 f"the {noun} sync resumes by itself at {exhausted.renews_at:%H:%M} UTC",
+                 branch=connection.branch,
+                 details={"resume_at": exhausted.renews_at.isoformat(), "done": counters.done,
+                          "total": counters.total, "sage_business_id": connection.sage_business_id})
+    db.session.commit()
+    return RunPaused(f"Paused: this Sage business has used its daily request budget. {counters.done} of "
+                     f"{counters.total} {noun} are done; the rest are sent when the budget renews "
+                     f"at {exhausted.renews_at:%H:%M} UTC, by itself.", exhausted.renews_at)
 
 
 def _stop_reason(error: Exception) -> str:
@@ -305,8 +415,7 @@ def _stop_reason(error: Exception) -> str:
     return str(error)
 
 
-def _record_outcome(connection: Connection, *, succeeded: bool, client: SageClient,
-                    error: Exception | None = None) -> None:
+def _record_outcome(connection: Connection, *, succeeded: bool, error: Exception | None = None) -> None:
     now = utcnow()
     connection = db.session.get(Connection, connection.id)
     connection.last_sync_at = now
@@ -321,8 +430,25 @@ def _record_outcome(connection: Connection, *, succeeded: bool, client: SageClie
 # --- Invoice sync ---------------------------------------------------------------------------------
 
 
+class UnmappedCode(Exception):
+    """An invoice line code has no confident Sage mapping; the message says what to choose."""
+
+
+@dataclass
+class Choice:
+    """A default Sage lookup for a local code: `item` None when no choice is safe; `reason` says why."""
+
+    item: dict | None
+    reason: str
+
+
 class AccountMapper:
-    """Sage ledger account and tax rate ids per local code, defaulted from Sage's lookups once."""
+    """Sage ledger account and tax rate ids per local code: the saved choice, else a confident default.
+
+    A default is stored (with its reason) the first time a code is met, so every invoice of a run,
+    and the next runs, use the same one. A code without a confident default is never guessed:
+    the invoice using it stops with UnmappedCode.
+    """
 
     LEDGER, TAX = "ledger_account", "tax_rate"
 
@@ -347,15 +473,17 @@ class AccountMapper:
                 SageAccountMapping.kind == kind, SageAccountMapping.code == code))
             if row is None:
                 choice = self._default(kind, code)
+                if choice.item is None:
+                    raise UnmappedCode(choice.reason)
                 row = SageAccountMapping(branch_id=self.connection.branch_id,
                                          sage_business_id=self.connection.sage_business_id, kind=kind,
-                                         code=code, sage_id=choice["id"],
-                                         sage_name=choice.get("displayed_as") or choice.get("name") or "")
+                                         code=code, sage_id=choice.item["id"], sage_name=label_of(choice.item),
+                                         default_reason=choice.reason)
                 db.session.add(row)
             self._cache[key] = row.sage_id
         return self._cache[key]
 
-    def _default(self, kind: str, code: str) -> dict:
+    def _default(self, kind: str, code: str) -> Choice:
         if kind not in self._lookups:
             items = self.client.ledger_accounts() if kind == self.LEDGER else self.client.tax_rates()
             if not items:
@@ -364,24 +492,56 @@ class AccountMapper:
         return default_choice(kind, code, self._lookups[kind])
 
 
-def default_choice(kind: str, code: str, items: list[dict]) -> dict:
-    """A sensible Sage lookup for a local code: a name match, else the usual sales account / standard rate."""
+def label_of(item: dict) -> str:
+    """How a Sage lookup is shown: its displayed_as, else its name, else its id."""
+    return item.get("displayed_as") or item.get("name") or item["id"]
+
+
+def default_choice(kind: str, code: str, items: list[dict]) -> Choice:
+    """The Sage lookup a local code defaults to, and why; `item` is None when none is safe.
+
+    Ledger accounts: one named like the code, else Sage's usual sales account. Tax rates: only a
+    rate of exactly the code's own percentage (one named like the code first), never another.
+    """
     words = code.lower().replace("_", " ").replace("-", " ").split()
-    named = [i for i in items if any(w in (i.get("name") or i.get("displayed_as") or "").lower() for w in words)]
+
+    def named(candidates):
+        return [i for i in candidates if any(w in (i.get("name") or i.get("displayed_as") or "").lower() for w in words)]
+
     if kind == AccountMapper.LEDGER:
-        if named:
-            return named[0]
-        return next((i for i in items if str(i.get("nominal_code")) == "4000"), None) or next(
-            (i for i in items if (i.get("name") or "").lower() == "sales"), items[0])
-    if any(w in ("free", "zero", "exempt", "none", "nil") for w in words):
-        return next((i for i in items if not i.get("percentage")), items[0])
-    if named:
-        return named[0]
-    return max(items, key=lambda i: float(i.get("percentage") or 0))
+        match = named(items)
+        if match:
+            return Choice(match[0], f"Chosen by the portal: its name matches the code “{code}”.")
+        usual = next((i for i in items if str(i.get("nominal_code")) == "4000"), None) or next(
+            (i for i in items if (i.get("name") or "").lower() == "sales"), None)
+        if usual is not None:
+            return Choice(usual, "Chosen by the portal: Sage's usual sales account.")
+        return Choice(items[0], "Chosen by the portal: the first account Sage lists for sales.")
+    percent = tax_codes.percent_of(code)
+    if percent is None:
+        return Choice(None, f"The portal doesn't know which rate the tax code “{code}” means, so it chooses "
+                            "none: pick one. Invoices with this code wait until then.")
+    same_rate = [i for i in items if _percentage(i) == percent]
+    if not same_rate:
+        return Choice(None, f"Sage lists no {percent:g}% tax rate for this business, so none was chosen for "
+                            f"{tax_codes.describe(code)}: pick one. Invoices with this code wait until then.")
+    match = named(same_rate)
+    chosen = (match or same_rate)[0]
+    return Choice(chosen, f"Chosen by the portal: {label_of(chosen)} has the same rate as {tax_codes.describe(code)}.")
+
+
+def _percentage(item: dict) -> Decimal | None:
+    try:
+        return decimal_or_none(item.get("percentage"), "a tax rate's percentage")
+    except UnusableNumber:
+        return None
 
 
 def invoice_body(invoice: Invoice, contact_sage_id: str, mapper: AccountMapper) -> dict:
-    """The v3.1 sales invoice body with lines mapped to ledger accounts and tax rates."""
+    """The v3.1 sales invoice body with lines mapped to ledger accounts and tax rates.
+
+    Quantities and prices go as decimal strings, as live Sage sends and accepts them: no float rounding.
+    """
     body = {
         "contact_id": contact_sage_id,
         "date": invoice.issued_on.isoformat(),
@@ -391,8 +551,8 @@ def invoice_body(invoice: Invoice, contact_sage_id: str, mapper: AccountMapper) 
                 "description": line.description,
                 "ledger_account_id": mapper.ledger_account(line.account_code),
                 "tax_rate_id": mapper.tax_rate(line.tax_code),
-                "quantity": float(line.quantity),
-                "unit_price": float(line.unit_price),
+                "quantity": str(line.quantity),
+                "unit_price": str(line.unit_price),
             }
             for line in invoice.lines
         ],
@@ -402,35 +562,46 @@ def invoice_body(invoice: Invoice, contact_sage_id: str, mapper: AccountMapper) 
     return body
 
 
-def push_invoice(client: SageClient, invoice: Invoice, mapper: AccountMapper) -> str:
-    """Send one issued invoice (its contact first when Sage lacks it); returns created/linked/failed."""
+def push_invoice(client: SageClient, invoice: Invoice, mapper: AccountMapper, index: SageIndex) -> str:
+    """Send one issued invoice (its contact first when Sage lacks it); returns created/linked/failed.
+
+    Invoices have no unique reference in Sage, so a run looks for each one before creating it
+    (`index`: Sage's list read once, or a search each), and a lost answer is looked up again.
+    """
     contact = invoice.contact
     if not contact.sage_id or contact.sync_state != SyncState.SYNCED:
-        if push_contact(client, contact, look_up_first=True) == "failed":
+        contact_index = SageIndex("lookup", client.find_contact_by_reference)
+        if push_contact(client, contact, contact_index) == "failed":
             invoice.mark_failed(f"Its contact {contact.name} could not be sent to Sage: {contact.sync_error}")
             return "failed"
     try:
-        # Invoices have no unique reference in Sage, so look before every create: a reconnect or a
-        # lost response must not produce a second copy.
-        found = client.find_invoice_by_reference(invoice.number)
+        body = invoice_body(invoice, contact.sage_id, mapper)
+    except UnmappedCode as unmapped:
+        invoice.mark_failed(f"Not sent: {unmapped}")
+        return "failed"
+    try:
+        found = index.find(invoice.number)
         if found:
-            invoice.mark_synced(found["id"])
+            invoice.mark_synced(found)
             return "linked"
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                created = client.create_invoice(invoice_body(invoice, contact.sage_id, mapper))
+                created = client.create_invoice(body)
                 invoice.mark_synced(created["id"])
                 return "created"
             except SageUnavailable:
                 if attempt == CREATE_ATTEMPTS - 1:
                     raise
-                time.sleep(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
-                found = client.find_invoice_by_reference(invoice.number)
+                client.back_off(attempt)
+                found = index.confirm(invoice.number)
                 if found:
-                    invoice.mark_synced(found["id"])
+                    invoice.mark_synced(found)
                     return "linked"
     except SageValidationError as error:
         invoice.mark_failed(f"Sage refused this invoice: {error.message}")
+        return "failed"
+    except SageAnswerUnusable as error:
+        invoice.mark_failed(f"Not sent: {error}")
         return "failed"
     return "failed"
 
@@ -444,37 +615,36 @@ def sync_invoices(branch_id: int, progress) -> dict:
     counters = RunCounters(total=_count_open(Invoice, branch_id, *issued))
     counters.batches_total = math.ceil(counters.total / batch_size())
     counters.report(progress)
+    index = NO_INDEX
     try:
+        if counters.total:
+            index = SageIndex.build(client, "sales_invoices", counters.total)
         for batch in _open_batches(Invoice, branch_id, *issued):
             for invoice in batch:
-                counters.count(push_invoice(client, invoice, mapper))
+                counters.count(push_invoice(client, invoice, mapper, index))
             counters.batches_done += 1
             db.session.commit()
             counters.report(progress)
+    except BudgetExhausted as exhausted:
+        db.session.commit()
+        raise _paused(connection, exhausted, counters, "invoices") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()
-        _record_outcome(connection, succeeded=False, error=error, client=client)
+        _record_outcome(connection, succeeded=False, error=error)
         raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} invoices were "
                           "processed; the rest stay pending for the next run.") from None
-    _record_outcome(connection, succeeded=counters.failures == 0, client=client)
+    _record_outcome(connection, succeeded=counters.failures == 0)
     summary = (f"Sent {counters.done} invoices to Sage: {counters.created} created, {counters.linked} "
                f"already there, {counters.failures} failed.")
-    return {"summary": summary, "rate_limited_responses": client.rate_limited_responses, **counters.as_dict()}
+    return {"summary": summary, "matched_by": index.kind, "sage_requests": client.requests_sent,
+            "rate_limited_responses": client.rate_limited_responses, **counters.as_dict()}
 
 
 # --- The single void (rule 4) ---------------------------------------------------------------------
 
-VOIDED, ALREADY_VOID, NEVER_SYNCED, MISSING_IN_SAGE, SAGE_REFUSED = (
-    "voided", "already_void", "never_synced", "missing_in_sage", "sage_refused")
-
-
-def find_invoice_unscoped(branch_id: int, invoice_id: int) -> Invoice | None:
-    """The invoice of this branch by id, soft-deleted ones included (the single void needs them)."""
-    return db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id, Invoice.branch_id == branch_id))
-
 
 def void_invoice(branch_id: int, invoice_id: int, reason: str) -> dict:
-    """Void one invoice in Sage, found unscoped; returns the outcome (see the constants above).
+    """Void one invoice in Sage, found unscoped; returns the outcome (a VoidOutcome) and a summary.
 
     Already void: nothing is sent again. Never synced / missing in Sage: nothing can be sent, and
     the result says so plainly. Raises SyncStopped when Sage or the sign-in stops it.
@@ -486,7 +656,7 @@ def void_invoice(branch_id: int, invoice_id: int, reason: str) -> dict:
     base = {"invoice_id": invoice.id, "invoice_number": invoice.number, "sage_id": invoice.sage_id,
             "was_deleted": invoice.is_deleted, "reason": reason}
     if not invoice.sage_id:
-        return {**base, "outcome": NEVER_SYNCED,
+        return {**base, "outcome": VoidOutcome.NEVER_SYNCED,
                 "summary": f"{label} was never sent to Sage, so there is nothing to void there. Nothing was sent."}
     connection = usable_connection(branch_id)
     client = client_for(connection)
@@ -497,7 +667,7 @@ def void_invoice(branch_id: int, invoice_id: int, reason: str) -> dict:
             return _missing(base, label)
         if _status(current) == "VOID":
             _mark_void(invoice, current.get("void_reason") or reason)
-            return {**base, "outcome": ALREADY_VOID,
+            return {**base, "outcome": VoidOutcome.ALREADY_VOID,
                     "summary": f"{label} was already void in Sage; nothing was sent again."}
         try:
             client.void_invoice(invoice.sage_id, reason)
@@ -508,20 +678,21 @@ def void_invoice(branch_id: int, invoice_id: int, reason: str) -> dict:
         except SageNotFound:
             return _missing(base, label)
         except SageValidationError as error:
-            return {**base, "outcome": SAGE_REFUSED, "message": error.message,
+            return {**base, "outcome": VoidOutcome.SAGE_REFUSED, "message": error.message,
                     "summary": f"Sage refused to void {label}: {error.message}"}
     except SageError as error:
         raise SyncStopped(f"{_stop_reason(error)} {label} was not voided; try again.") from None
     _mark_void(invoice, reason)
-    return {**base, "outcome": VOIDED, "summary": f"{label} is now void in Sage."}
+    return {**base, "outcome": VoidOutcome.VOIDED, "summary": f"{label} is now void in Sage."}
 
 
 def _status(sage_invoice: dict | None) -> str | None:
-    return ((sage_invoice or {}).get("status") or {}).get("id")
+    status = (sage_invoice or {}).get("status")
+    return status.get("id") if isinstance(status, dict) else None
 
 
 def _missing(base: dict, label: str) -> dict:
-    return {**base, "outcome": MISSING_IN_SAGE,
+    return {**base, "outcome": VoidOutcome.MISSING_IN_SAGE,
             "summary": f"Sage has no invoice with the id recorded for {label}, so nothing was voided. "
                        "It needs manual clean-up: check in Sage whether it was deleted there or belongs "
                        "to another Sage business."}

@@ -90,10 +90,12 @@ def _access_of(connection: Connection) -> str:
     return keys.decrypt_at_rest(connection.access_token_enc, _context(connection, "access"))
 
 
-def access_token(connection_id: int, *, force: bool = False, stale: str | None = None) -> str:
+def access_token(connection_id: int, *, force: bool = False, stale: str | None = None,
+                 before_refresh=None) -> str:
     """A usable access token, refreshing first when it is about to expire (or `force`, after a 401).
 
     Raises SageTokenRejected (the connection is now needs_reauth), SageAuthError, SageUnavailable.
+    `before_refresh` (the business's limiter) is called before a refresh goes to Sage.
     """
     connection = _reload(connection_id)
     if not force and _fresh_enough(connection):
@@ -107,7 +109,7 @@ def access_token(connection_id: int, *, force: bool = False, stale: str | None =
             current = _access_of(connection)
             if _fresh_enough(connection) and (not force or current != stale):
                 return current  # another worker refreshed while we waited for the lock
-            oauth = OAuthClient.from_config(current_app.config)
+            oauth = OAuthClient.from_config(current_app.config, before_request=before_refresh)
             try:
                 tokens = oauth.refresh(refresh_token_of(connection))
             except SageTokenRejected:
@@ -124,14 +126,16 @@ def access_token(connection_id: int, *, force: bool = False, stale: str | None =
 class TokenProvider:
     """The `token(force=False)` callable a SageClient uses for one connection; caches between calls."""
 
-    def __init__(self, connection_id: int):
+    def __init__(self, connection_id: int, before_refresh=None):
         self.connection_id = connection_id
+        self._before_refresh = before_refresh
         self._token: str | None = None
         self._good_until: datetime | None = None
 
     def __call__(self, force: bool = False) -> str:
         if force or self._token is None or self._good_until is None or self._good_until <= utcnow():
-            self._token = access_token(self.connection_id, force=force, stale=self._token)
+            self._token = access_token(self.connection_id, force=force, stale=self._token,
+                                       before_refresh=self._before_refresh)
             connection = db.session.get(Connection, self.connection_id)
             self._good_until = connection.access_token_expires_at - REFRESH_MARGIN
         return self._token

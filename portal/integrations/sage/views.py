@@ -22,21 +22,18 @@ from flask import (
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
-from portal import audit, puppet
+from portal import puppet
 from portal.access import branch_for, customer_required
-from portal.extensions import db
 from portal.integrations.sage import connect as sage_connect
+from portal.integrations.sage import enqueue as sage_jobs
 from portal.integrations.sage import mapping as sage_mapping
 from portal.integrations.sage import pages, sync
-from portal.jobqueue import JobAlreadyRunning, JobRefused, enqueue, live_progress
+from portal.jobqueue import JobAlreadyRunning, JobRefused, live_progress
 from portal.models import InvoiceStatus, Provider
+from portal.voids import find_invoice_unscoped
 
 bp = Blueprint("sage", __name__, url_prefix="/integrations/sage")
 
-SYNC_JOBS = {
-    "contacts": (sync.KIND_CONTACTS, "jobs.sage.sync_contacts", "Sync contacts to Sage"),
-    "invoices": (sync.KIND_INVOICES, "jobs.sage.sync_invoices", "Sync invoices to Sage"),
-}
 VOID_REASON_MAX = 200
 
 
@@ -189,13 +186,9 @@ def disconnect(branch_id: int):
 def sync_now(branch_id: int, kind: str):
     """Start a contact or invoice sync job (also for support in a puppet session, audited)."""
     branch = branch_for(current_user, branch_id)
-    if kind not in SYNC_JOBS:
+    if kind not in sage_jobs.SYNC_JOBS:
         abort(404)
-    if pages.needs_business_choice(_sage_connection(branch)):
-        flash("Choose which Sage business this branch uses before syncing.", "error")
-        return redirect(_page_url(branch.id))
-    job_kind, func, description = SYNC_JOBS[kind]
-    return _start_job(branch, job_kind, func, description, args=(branch.id,), params={"what": kind})
+    return _start_job(branch, lambda **who: sage_jobs.start_sync(branch, kind, **who))
 
 
 @bp.route("/branches/<int:branch_id>/mapping", methods=["GET", "POST"])
@@ -241,7 +234,7 @@ def mapping(branch_id: int):
 def void(branch_id: int, invoice_id: int):
     """Show what will be voided and ask for a reason; on confirmation start the void job."""
     branch = branch_for(current_user, branch_id)
-    invoice = sync.find_invoice_unscoped(branch.id, invoice_id)
+    invoice = find_invoice_unscoped(branch.id, invoice_id)
     if invoice is None:
         abort(404)
     error = None
@@ -252,22 +245,18 @@ def void(branch_id: int, invoice_id: int):
         elif len(reason) > VOID_REASON_MAX:
             error = f"Keep the reason under {VOID_REASON_MAX} characters."
         else:
-            return _start_job(branch, sync.KIND_VOID, "jobs.sage.void_invoice",
-                              f"Void invoice {invoice.number} in Sage", args=(branch.id, invoice.id, reason),
-                              params={"invoice_id": invoice.id, "reason": reason})
+            return _start_job(branch, lambda **who: sage_jobs.start_void(branch, invoice, reason, **who))
     return render_template("integrations/sage/void_confirm.html", branch=branch, invoice=invoice, error=error,
                            connection=_sage_connection(branch),
                            already_void=invoice.status == InvoiceStatus.VOID), 400 if error else 200
 
 
-def _start_job(branch, kind: str, func: str, description: str, *, args: tuple, params: dict):
-    puppeteer = puppet.current_puppeteer()
-    puppet_session = puppet.current_session()
-    if puppet_session is not None:
-        params = {**params, "puppet_session_id": puppet_session.id}
+def _start_job(branch, start):
+    """Run `start(requested_by=…, puppeteer=…, puppet_session=…)` and answer as the page expects:
+    the progress fragment for htmx, else a redirect with a message; a refusal changes nothing."""
     try:
-        job = enqueue(kind, func, branch=branch, requested_by=current_user, puppeteer=puppeteer,
-                      description=description, args=args, params=params)
+        job = start(requested_by=current_user, puppeteer=puppet.current_puppeteer(),
+                    puppet_session=puppet.current_session())
     except JobAlreadyRunning as running:
         job, message = running.existing, str(running)
         if request.headers.get("HX-Request") and job is not None:
@@ -275,17 +264,13 @@ def _start_job(branch, kind: str, func: str, description: str, *, args: tuple, p
         flash(message, "info")
         return redirect(_page_url(branch.id))
     except JobRefused as refused:
+        if request.headers.get("HX-Request"):
+            return render_template("_error_fragment.html", title="Not started", message=str(refused)), 409
         flash(str(refused), "error")
         return redirect(_page_url(branch.id))
-    who = f" by support ({puppeteer.email}) for {current_user.email}" if puppeteer else ""
-    audit.record(f"{kind}_requested", f"{description} requested{who}", branch=branch,
-                 details={"job_id": job.id, **{k: v for k, v in params.items() if k != "reason"},
-                          "requested_by_id": current_user.id,
-                          "puppeteer_id": puppeteer.id if puppeteer else None})
-    db.session.commit()
     if request.headers.get("HX-Request"):
         return _progress(job), 202
-    flash(f"{description}: started. Its progress is shown below.", "success")
+    flash(f"{job.description}: started. Its progress is shown below.", "success")
     return redirect(_page_url(branch.id))
 
 

@@ -109,7 +109,7 @@ def test_a_void_by_support_while_puppeting_is_audited_with_both_ids(client, auth
     auth.login(workshop.owner)
     connect(client, sandbox, workshop.head_office_id)
     contact = factories.contacts(workshop.head_office, 1)[0]
-    invoice = factories.invoice(workshop.head_office, contact)
+    invoice = factories.invoice(workshop.head_office, contact, tax_code="vat_standard")
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
     run_jobs()
     auth.logout()

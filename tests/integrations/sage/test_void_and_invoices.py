@@ -15,7 +15,7 @@ def synced(client, auth, workshop, sandbox, run_jobs):
     auth.login(workshop.owner)
     connect(client, sandbox, workshop.head_office_id)
     contact = factories.contacts(workshop.head_office, 1)[0]
-    invoices = [factories.invoice(workshop.head_office, contact, "120.00") for _ in range(2)]
+    invoices = [factories.invoice(workshop.head_office, contact, "120.00", tax_code="vat_standard") for _ in range(2)]
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
     run_jobs()
     return [db.session.get(Invoice, i.id) for i in invoices]
@@ -43,7 +43,39 @@ def test_invoice_sync_sends_the_contact_first_and_maps_lines_to_ledger_accounts_
     mappings = {m.kind: m for m in db.session.scalars(db.select(SageAccountMapping))}
     assert mappings["ledger_account"].code == "sales" and mappings["ledger_account"].sage_id == line["ledger_account_id"]
     assert "Sales" in mappings["ledger_account"].sage_name
-    assert mappings["tax_rate"].code == "gst" and mappings["tax_rate"].sage_id == "GB_STANDARD"
+    assert mappings["tax_rate"].code == "vat_standard" and mappings["tax_rate"].sage_id == "GB_STANDARD"
+    # Both were chosen by the portal, and each says why.
+    assert "same rate" in mappings["tax_rate"].default_reason and "20%" in mappings["tax_rate"].default_reason
+    assert mappings["ledger_account"].default_reason
+
+
+def test_an_invoice_whose_tax_code_has_no_rate_of_its_percentage_in_sage_waits_with_the_reason(
+        client, auth, workshop, sandbox, run_jobs):
+    """GST is 10%; the Sage business lists 20, 5 and 0%: the invoice is not sent with the wrong tax."""
+    auth.login(workshop.owner)
+    connect(client, sandbox, workshop.head_office_id)
+    contact = factories.contacts(workshop.head_office, 1)[0]
+    gst = factories.invoice(workshop.head_office, contact, "110.00", tax_code="gst")
+    vat = factories.invoice(workshop.head_office, contact, "120.00", tax_code="vat_standard")
+    client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
+    run_jobs()
+    gst, vat = db.session.get(Invoice, gst.id), db.session.get(Invoice, vat.id)
+    assert vat.sync_state == SyncState.SYNCED
+    assert gst.sync_state == SyncState.FAILED and gst.sage_id is None
+    assert "no 10% tax rate" in gst.sync_error and "“gst”" in gst.sync_error
+    assert {i["reference"] for i in sage_invoices(sandbox)} == {vat.number}
+    assert db.session.scalar(db.select(SageAccountMapping).where(SageAccountMapping.code == "gst")) is None
+
+    # The mapping page marks the code as needing a choice; once chosen, the invoice goes.
+    page = client.get(f"/integrations/sage/branches/{workshop.head_office_id}/mapping").get_data(as_text=True)
+    assert "needs a choice" in page and "no 10% tax rate" in page
+    client.post(f"/integrations/sage/branches/{workshop.head_office_id}/mapping",
+                data={"tax_rate:gst": "GB_LOWER"})
+    client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
+    run_jobs()
+    assert db.session.get(Invoice, gst.id).sync_state == SyncState.SYNCED
+    [line] = next(i for i in sage_invoices(sandbox) if i["reference"] == gst.number)["lines"]
+    assert line["tax_rate_id"] == "GB_LOWER"
 
 
 def test_invoice_sync_again_sends_nothing_twice(synced, client, workshop, sandbox, run_jobs):
