@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from portal import puppet, sessions
 from portal.access import support_required
+from portal.ids import form_id
 from portal.checklists import actions, matching, runs, scenarios
 from portal.extensions import db
 from portal.models import Branch, Business, RunOutcome
@@ -38,10 +39,9 @@ def checklist_title(slug: str) -> str:
 
 
 def _int_arg(source, name: str) -> int | None:
-    try:
-        return int(source.get(name, ""))
-    except ValueError:
-        return None
+    """An id field: None when absent or empty, 400 when it is there but is no id."""
+    value = source.get(name, "")
+    return form_id(value) if value.strip() else None
 
 
 def _by():

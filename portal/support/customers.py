@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
+from portal.ids import form_id
 from portal.models import Branch, Business, Job, JobStatus, PuppetSession, Role, User, utcnow
 from portal.support import health, timeline
 from portal.support.search import BranchResult
@@ -34,11 +35,9 @@ def business_or_404(business_id: int) -> Business:
 
 
 def customer_user_or_404(business: Business, user_id) -> User:
-    """A customer user of this business, or 404 (never a support person, never another business)."""
-    try:
-        user = db.session.get(User, int(user_id))
-    except (TypeError, ValueError):
-        abort(404)
+    """A customer user of this business, or 404 (never a support person, never another business);
+    400 when `user_id` is not an id at all (missing, not a number, too large)."""
+    user = db.session.get(User, form_id(user_id))
     if user is None or user.business_id != business.id:
         abort(404)
     return user

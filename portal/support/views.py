@@ -19,6 +19,7 @@ from werkzeug.exceptions import Forbidden
 
 from portal import puppet
 from portal.access import support_required
+from portal.ids import parse_id
 from portal.models import utcnow
 from portal.support import audit_log, customers, health, search
 
@@ -57,10 +58,10 @@ def _lead_required(view):
 
 
 def _int_arg(name: str, default: int | None) -> int | None:
-    try:
-        return int(request.args.get(name, ""))
-    except ValueError:
-        return default
+    """A whole-number query parameter (a page, a number of hours), or `default` when it is missing,
+    not a number or beyond any real page."""
+    value = parse_id(request.args.get(name))
+    return default if value is None else value
 
 
 @bp.get("/")
