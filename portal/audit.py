@@ -23,19 +23,22 @@ def record(
     Inside a request the actor is the real signed-in person, and in a puppet session the customer
     they act as is the subject; worker code passes both explicitly.
     """
+    if branch is not None:
+        business_id = business_id or branch.business_id
     if has_request_context():
         real = g.get("real_user")
         puppet_session = g.get("puppet_session")
         if actor_id is None and real is not None:
             actor_id = real.id
-        if puppet_session is not None:
+        # The puppeted customer is the subject only of what happens to their own business: support
+        # working on another business's checklist mid-session is not acting as this customer.
+        if puppet_session is not None and business_id in (None, puppet_session.business_id):
+            business_id = business_id or puppet_session.business_id
             subject_user_id = subject_user_id or puppet_session.customer_user_id
             puppet_session_id = puppet_session_id or puppet_session.id
         address = request.remote_addr
     else:
         address = None
-    if branch is not None:
-        business_id = business_id or branch.business_id
     event = AuditEvent(
         kind=kind,
         summary=summary,

@@ -152,31 +152,75 @@ def puppet_read_only(provider) -> str | None:
     return None
 
 
+def _target_business_id(puppet_session: PuppetSession) -> int:
+    """The business the thing a request acts on belongs to: the branch's, the checklist run's, the
+    job's or the named business's; else (the account itself) the puppeted customer's."""
+    from flask import request
+
+    from portal.ids import parse_id
+    from portal.models import Branch, ChecklistRun, Job
+
+    args = request.view_args or {}
+    if args.get("branch_id") is not None:
+        found = db.session.scalar(db.select(Branch.business_id).where(Branch.id == args["branch_id"]))
+    elif args.get("run_id") is not None:
+        found = db.session.scalar(db.select(ChecklistRun.business_id).where(ChecklistRun.id == args["run_id"]))
+    elif args.get("job_id") is not None:
+        found = db.session.scalar(db.select(Branch.business_id).join(Job, Job.branch_id == Branch.id)
+                                  .where(Job.id == str(args["job_id"])))
+    elif args.get("business_id") is not None:
+        found = args["business_id"]
+    else:
+        found = parse_id(request.form.get("business_id")) if request.endpoint == "checklists.start" else None
+    return found or puppet_session.business_id
+
+
+def _note_flashes() -> None:
+    from flask import session
+
+    g.flashes_before = len(session.get("_flashes", []))
+
+
+def _refused(response) -> bool:
+    """A request refused by a view: an error status, or an error message flashed on the way."""
+    from flask import session
+
+    if response.status_code >= 400:
+        return True
+    new = session.get("_flashes", [])[g.get("flashes_before", 0):]
+    return any(category == "error" for category, _ in new)
+
+
 def record_puppet_write(response):
-    """after_request hook: audit every unsafe request that succeeded inside a puppet session.
+    """after_request hook: audit every unsafe request inside a puppet session, as a write when it
+    succeeded and as a refusal when it did not.
 
     Registered once on the app (init_app), so no view can forget it: the event carries the support
-    person (actor), the customer (subject), the session, the time and the address.
+    person (actor), the customer (subject), the session, the time, the address and the business the
+    thing acted on belongs to.
     """
     from flask import request
 
     puppet_session = current_session()
-    if puppet_session is None or request.method in SAFE_METHODS or response.status_code >= 400:
+    if puppet_session is None or request.method in SAFE_METHODS or g.get("puppet_refusal_recorded"):
         return response
+    refused = _refused(response)
     view_args = request.view_args or {}
+    verb = "refused" if refused else "did"
     audit.record(
-        "puppet.write",
+        "puppet.write_refused" if refused else "puppet.write",
         f"{puppet_session.support_user.email}, puppeting {puppet_session.customer_user.email}: "
-        f"{request.method} {request.path} ({response.status_code})",
-        business_id=puppet_session.business_id,
+        f"{verb} {request.method} {request.path} ({response.status_code})",
+        business_id=_target_business_id(puppet_session),
         details={
             "method": request.method,
             "path": request.path,
             "endpoint": request.endpoint,
             "status": response.status_code,
             "branch_id": view_args.get("branch_id"),
+            "puppet_session_id": puppet_session.id,
             # Field names only: values may be secrets (passwords) or personal data.
-            "fields": sorted(k for k in request.form.keys() if k != "csrf_token"),
+            "fields": sorted(k for k in request.form.keys() if k != "csrf_token")[:50],
         },
     )
     db.session.commit()
@@ -185,6 +229,7 @@ def record_puppet_write(response):
 
 def init_app(app) -> None:
     """Register the puppet-write audit hook and the `puppet_read_only` template helper."""
+    app.before_request(_note_flashes)
     app.after_request(record_puppet_write)
     app.add_template_global(puppet_read_only, "puppet_read_only")
 
@@ -201,4 +246,5 @@ def refuse_sage_one_aus_writes() -> None:
             details={"path": request.path, "method": request.method},
         )
         db.session.commit()
+        g.puppet_refusal_recorded = True
         raise PuppetReadOnly()
