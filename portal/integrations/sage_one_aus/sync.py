@@ -185,7 +185,7 @@ def _stop(connection: Connection, exc: SageOneError, actor_id: int | None) -> Sy
         return SyncStopped(f"{API_KEY_REFUSED} Nothing more was sent; run it again once support has fixed it.")
     if isinstance(exc, SageOneUnusableAnswer):
         return SyncStopped(f"{exc} The run stopped; nothing more was sent.")
-    return SyncStopped(f"{exc} Nothing was lost; run it again later.")
+    return SyncStopped(f"{exc} Nothing was lost.")
 
 
 def _finish(connection: Connection, ok: bool) -> None:

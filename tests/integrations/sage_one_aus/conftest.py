@@ -70,3 +70,42 @@ def sandbox_requests(sandbox) -> int:
 def company(sandbox, company_id: int = NEWCASTLE_COMPANY):
     """The sandbox's company (customers, invoices and credit notes as it stores them)."""
     return sandbox.state.companies[company_id]
+
+
+@pytest.fixture
+def sandbox_clock(app, sandbox):
+    """The portal's pacing clock, moved on (for the portal and the sandbox alike) whenever the
+    portal waits, so a test can run minutes of Sage One's per-minute limit in a moment."""
+    import time
+
+    from portal.integrations.sage_one_aus import ratelimit
+
+    moved = {"seconds": 0.0}
+
+    def sleep(seconds: float) -> None:
+        moved["seconds"] += seconds
+        sandbox.state.advance_clock(seconds)
+
+    clock = ratelimit.Clock(now=lambda: time.time() + moved["seconds"], sleep=sleep)
+    app.extensions["sage_one_aus_clock"] = clock
+    yield clock
+    app.extensions.pop("sage_one_aus_clock", None)
+
+
+@pytest.fixture
+def every_logger_enabled():
+    """Alembic's fileConfig (run by the migration fixture) disables existing loggers; turn them back on."""
+    import logging
+
+    disabled = [lg for lg in logging.root.manager.loggerDict.values()
+                if isinstance(lg, logging.Logger) and lg.disabled]
+    for logger in disabled:
+        logger.disabled = False
+    yield
+    for logger in disabled:
+        logger.disabled = True
+
+
+def limit_stats(sandbox) -> dict:
+    """The sandbox's rate-limit counters: blocks started and 429s answered, in total."""
+    return sandbox.state.snapshot()["rate_limits"]
