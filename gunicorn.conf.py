@@ -14,3 +14,5 @@ import os
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = 2
 worker_class = "gthread"
+# Access-log lines carry no query strings (OAuth codes, reset tokens): portal/access_log.py.
+logger_class = "portal.access_log.GunicornLogger"

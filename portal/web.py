@@ -7,7 +7,7 @@ from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal import dev_mail, headers, ids, puppet
+from portal import access_log, dev_mail, headers, ids, puppet
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 def register(app: Flask) -> None:
     """Register every blueprint and the error handlers."""
     ids.init_app(app)  # before the routes are added: their <int:…> converters are made then
+    access_log.install()
     from portal.checklists.views import bp as checklists_bp
     from portal.customer.views import bp as customer_bp
     from portal.health import bp as health_bp
