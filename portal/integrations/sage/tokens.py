@@ -58,10 +58,27 @@ def clear_tokens(connection: Connection) -> None:
 
 
 def refresh_token_of(connection: Connection) -> str | None:
-    """The decrypted refresh token, or None when there is none."""
+    """The decrypted refresh token, or None when there is none; raises SageTokenRejected (and marks
+    the branch for re-authentication) when it can't be decrypted."""
     if not connection.refresh_token_enc:
         return None
-    return keys.decrypt_at_rest(connection.refresh_token_enc, _context(connection, "refresh"))
+    return _decrypt(connection, connection.refresh_token_enc, "refresh")
+
+
+UNREADABLE_REASON = (
+    "The portal can no longer read this branch's saved Sage sign-in (its encryption key was changed). "
+    "Reconnect to Sage: your contacts, invoices and their Sage ids are kept."
+)
+
+
+def _decrypt(connection: Connection, blob: bytes, which: str) -> str:
+    try:
+        return keys.decrypt_at_rest(blob, _context(connection, which))
+    except keys.CiphertextRejected:
+        # A token sealed under another key is lost for good: ask for a new sign-in, don't fail.
+        mark_needs_reauth(connection, UNREADABLE_REASON)
+        db.session.commit()
+        raise SageTokenRejected(UNREADABLE_REASON) from None
 
 
 def mark_needs_reauth(connection: Connection, reason: str = REAUTH_REASON) -> None:
@@ -87,7 +104,7 @@ def _fresh_enough(connection: Connection) -> bool:
 
 
 def _access_of(connection: Connection) -> str:
-    return keys.decrypt_at_rest(connection.access_token_enc, _context(connection, "access"))
+    return _decrypt(connection, connection.access_token_enc, "access")
 
 
 def access_token(connection_id: int, *, force: bool = False, stale: str | None = None,
