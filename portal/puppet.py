@@ -112,15 +112,17 @@ def start(support_user: User, customer: User, reason: str, address: str | None) 
     return puppet_session
 
 
-def _close(puppet_session: PuppetSession, how: str) -> None:
+def _close(puppet_session: PuppetSession, how: str, by: User | None = None) -> None:
     puppet_session.ended_at = utcnow()
     puppet_session.end_reason = how
     audit.record(
         "puppet.ended",
+        f"{(by or puppet_session.support_user).email} ended {puppet_session.support_user.email}'s "
+        f"puppet session as {puppet_session.customer_user.email} ({how})" if by is not None else
         f"{puppet_session.support_user.email} stopped puppeting "
         f"{puppet_session.customer_user.email} ({how})",
         business_id=puppet_session.business_id,
-        actor_id=puppet_session.support_user_id,
+        actor_id=(by or puppet_session.support_user).id,
         subject_user_id=puppet_session.customer_user_id,
         puppet_session_id=puppet_session.id,
         details={"how": how},
@@ -136,6 +138,26 @@ def end(how: str = "ended by support") -> PuppetSession | None:
     db.session.commit()
     sessions.update(puppet_session_id=None)
     g.pop("puppet_session", None)
+    return puppet_session
+
+
+def may_end(puppet_session: PuppetSession, by: User | None) -> bool:
+    """Whether `by` may end this session from the sessions page: their own, or anyone's for a lead."""
+    return by is not None and by.is_support and (by.id == puppet_session.support_user_id or by.is_support_lead)
+
+
+def end_session(puppet_session_id: int, by: User) -> PuppetSession:
+    """End a live puppet session from the sessions page (for example one left open in another
+    browser); raises PuppetError when it has ended already or `by` may not end it."""
+    puppet_session = db.session.get(PuppetSession, puppet_session_id)
+    if puppet_session is None or not puppet_session.is_live():
+        raise PuppetError("That puppet session has already ended.")
+    if not may_end(puppet_session, by):
+        raise PuppetError("Only the support person who started a puppet session, or a support lead, can end it.")
+    own = by.id == puppet_session.support_user_id
+    _close(puppet_session, "ended from the sessions page" if own else "ended by a support lead",
+           by=None if own else by)
+    db.session.commit()
     return puppet_session
 
 
@@ -232,6 +254,7 @@ def init_app(app) -> None:
     app.before_request(_note_flashes)
     app.after_request(record_puppet_write)
     app.add_template_global(puppet_read_only, "puppet_read_only")
+    app.add_template_global(may_end, "may_end_puppet_session")
 
 
 def refuse_sage_one_aus_writes() -> None:

@@ -25,7 +25,8 @@ def _rules(app):
 
 def _url(rule, **values) -> str:
     defaults = {"branch_id": 999_999, "invoice_id": 999_999, "business_id": 999_999, "run_id": 999_999,
-                "job_id": "no-such-job", "kind": "contacts", "filename": "portal.css"}
+                "job_id": "no-such-job", "kind": "contacts", "filename": "portal.css", "session_id": 999_999,
+                "user_id": 999_999}
     args = {name: values.get(name, defaults[name]) for name in rule.arguments}
     return rule.build(args, append_unknown=False)[1]
 

@@ -123,6 +123,20 @@ def puppet_sessions():
     return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions(), now=utcnow())
 
 
+@bp.post("/puppet/sessions/<int:session_id>/end")
+@support_required
+def end_puppet_session(session_id: int):
+    """End one live puppet session: one's own (left open elsewhere) or, for a lead, anyone's."""
+    try:
+        ended = puppet.end_session(session_id, puppet.real_user())
+    except puppet.PuppetError as exc:
+        flash(str(exc), "error")
+        return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions(),
+                               now=utcnow()), 403 if "Only" in str(exc) else 409
+    flash(f"Ended {ended.support_user.email}'s puppet session as {ended.customer_user.email}.", "success")
+    return redirect(url_for("support.puppet_sessions"))
+
+
 @bp.get("/audit")
 @_lead_required
 def audit():
