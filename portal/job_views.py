@@ -10,6 +10,12 @@ from portal.jobqueue import live_progress, reconcile
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 
+@bp.app_template_global("job_progress")
+def _job_progress(job) -> dict:
+    """A job's latest progress, for pages that include the progress partial directly."""
+    return live_progress(job)
+
+
 @bp.get("/<job_id>")
 @login_required
 def progress(job_id: str):

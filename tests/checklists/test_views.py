@@ -24,7 +24,8 @@ from tests.checklists.helpers import job, start_puppet
 @pytest.fixture
 def world(app):
     business = factories.business(branches=("Sydney", "Newcastle"))
-    factories.connection(business.branches[0], Provider.SAGE, mass_resync_started_at=utcnow(), mass_resync_total=4)
+    factories.connection(business.branches[0], Provider.SAGE, mass_resync_started_at=utcnow(), mass_resync_total=4,
+                         sage_business_id="b" * 32, sage_business_name="Harbour Auto Pty Ltd")
     factories.connection(business.branches[1], Provider.SAGE_ONE_AUS, ConnectionState.NEEDS_REAUTH,
                          sage_one_username="nc@harbour.test")
     factories.contacts(business.branches[0], 4)

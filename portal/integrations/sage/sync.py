@@ -371,7 +371,7 @@ def sync_contacts(branch_id: int, progress) -> dict:
             db.session.commit()
             counters.report(progress)
     except BudgetExhausted as exhausted:
-        db.session.commit()  # keep what Sage already confirmed
+        counters.report(progress)  # keeps what Sage already confirmed, and shows how far it got
         raise _paused(connection, exhausted, counters, "contacts") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()  # keep the contacts Sage already confirmed in this batch
@@ -626,7 +626,7 @@ def sync_invoices(branch_id: int, progress) -> dict:
             db.session.commit()
             counters.report(progress)
     except BudgetExhausted as exhausted:
-        db.session.commit()
+        counters.report(progress)
         raise _paused(connection, exhausted, counters, "invoices") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()
