@@ -43,8 +43,10 @@ bench: bench-console bench-sync
 bench-console: setup
 	$(PY) -m devtools.bench_console
 
+# Sage sync throughput, memory, pacing and mass re-sync cost; then Sage One AUS pacing (about 5 min).
 bench-sync: setup
 	$(PY) -m devtools.bench_sync
+	$(PY) -m devtools.bench_sage_one_pacing
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache

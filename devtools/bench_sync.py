@@ -8,9 +8,14 @@ burst mode that prints its own peak memory) and the bare loop (`--bare`).
    the sandbox is reset and a worker syncs the same contacts; prints contacts/second of each and
    the ratio (target ≥ 0.8).
 2. Memory: the worker's peak RSS (ru_maxrss) syncing N contacts vs 10×N (target < 1.5×).
-3. Rate limit: the sandbox and the portal both limit the Sage business to R requests a minute;
-   two workers sync two branches of that business at once. Prints the sustained rate as a share
-   of R (target ≥ 0.95) and how many 429s Sage answered (target 0).
+3. Pacing: the sandbox limits the Sage business to R requests a minute (Sage's shape: a rolling
+   minute per business) and the portal is told the same R; two workers sync two branches of that
+   business at once (1,000 contacts in all). Prints
+   `pacing sage: N records, B blocks, Q × 429, rate F of the limit` (targets: 0 blocks, 0 × 429,
+   F ≥ 0.85; F is the steady rate after the first minute, whose burst a moving window allows).
+4. Mass re-sync cost: a branch whose contacts have no Sage ids is synced into a Sage business that
+   already holds all, half or none of them; prints the Sage requests per contact (targets with
+   10,000 contacts: ≤ 0.01, ≤ 0.51, ≤ 1.01) and how long that would take at 100 requests a minute.
 """
 from __future__ import annotations
 
@@ -93,6 +98,8 @@ class Bench:
             "SAGE_REVOKE_URL": f"{self.sandbox.url}/revoke",
             "SAGE_API_URL": f"{self.sandbox.url}/v3.1",
             "SAGE_RATE_LIMIT_PER_MINUTE": 0,
+            # The daily budget would pause these runs for a day: it is measured by the tests instead.
+            "SAGE_DAILY_REQUEST_BUDGET": 0,
             "HTTP_TIMEOUT_SECONDS": 15.0,
         }
         from portal import create_app
@@ -261,39 +268,62 @@ class Bench:
                            memory_ratio=memory_large["maxrss_kb"] / memory_small["maxrss_kb"])
         return figures
 
-    def rate_share(self, per_minute: int, windows: int) -> dict:
-        """Two workers, two branches of one Sage business, both limited to R a minute."""
+    def pacing(self, per_minute: int, contacts: int) -> dict:
+        """Two workers, two branches of one Sage business, the sandbox and the portal both at R a minute."""
         self.reset_sandbox(per_minute)
-        target = per_minute * (windows + 1)
-        branches = [self.branch_with_contacts(name, target) for name in ("Rate One", "Rate Two")]
-        for branch in branches:
-            self.enqueue_sync(branch)
+        branches = [self.branch_with_contacts(name, contacts // 2) for name in ("Pace One", "Pace Two")]
+        self.reset_sandbox(per_minute, *branches)
+        jobs = [self.enqueue_sync(branch) for branch in branches]
         workers = [self.start_worker({"SAGE_RATE_LIMIT_PER_MINUTE": per_minute}) for _ in branches]
         business = self.sandbox.state.businesses[self.business_id()]
-        first = last = None
-        seen = 0
-        deadline = time.monotonic() + 60 * (windows + 3)
+        series: list[tuple[float, int]] = []
         try:
-            while seen < target and time.monotonic() < deadline:
-                time.sleep(0.02)
+            while any(worker.poll() is None for worker in workers):
+                time.sleep(0.05)
                 with self.sandbox.state.lock:
-                    seen = business.requests
-                if seen and first is None:
-                    first = time.monotonic()
-                if seen:
-                    last = time.monotonic()
+                    series.append((time.monotonic(), business.requests))
         finally:
             for worker in workers:
-                worker.kill()
+                if worker.poll() is None:
+                    worker.kill()
                 worker.wait()
+        results = [self.job(job_id) for job_id in jobs]
+        if any(job.status.value != "finished" for job in results):
+            raise RuntimeError(f"pacing run failed: {[job.error for job in results]}")
         with self.sandbox.state.lock:
-            answered = business.requests
-            total = self.sandbox.state.counters["v3.1"]
-        # A moving window lets the first R through at once; the sustained rate is what follows.
-        sustained = (seen - per_minute) / ((last - first) / 60) if last and first and last > first else 0.0
-        return {"per_minute": per_minute, "requests": seen, "seconds": last - first if first else 0,
-                "sustained_per_minute": sustained, "share": sustained / per_minute,
-                "too_many_requests": total - answered}
+            too_many = business.limited_per_minute + business.limited_per_day
+        started = next(t for t, n in series if n)
+        ended = next(t for t, n in series if n == series[-1][1])
+        after_first = [(t, n) for t, n in series if t >= started + 61]
+        steady = 0.0
+        if after_first and ended > after_first[0][0]:
+            first_t, first_n = after_first[0]
+            steady = (series[-1][1] - first_n) / ((ended - first_t) / 60)
+        return {"records": sum(job.result["done"] for job in results), "blocks": 0, "too_many": too_many,
+                "rate": steady / per_minute, "seconds": ended - started, "requests": series[-1][1]}
+
+    def mass_resync_cost(self, contacts: int, present: float) -> dict:
+        """Sage requests of one mass re-sync into a business already holding `present` of the contacts."""
+        from sage_sandbox import v31_records
+
+        self.reset_sandbox(None)
+        branch = self.branch_with_contacts(f"Resync {int(present * 100)}", contacts)
+        self.reset_sandbox(None, branch)
+        references = [body["reference"] for body in self.contact_bodies(branch)][:int(contacts * present)]
+        with self.sandbox.state.lock:
+            business = self.sandbox.state.businesses[self.business_id()]
+            now = self.sandbox.state.now()
+            for reference in references:
+                business.put_contact(v31_records.apply_contact(
+                    {"id": v31_records.new_id(), "created_at": now},
+                    {"name": f"In Sage {reference}", "reference": reference, "contact_type_ids": ["CUSTOMER"]}, now))
+            before = business.requests
+        result, seconds, _ = self.portal_sync(branch)
+        with self.sandbox.state.lock:
+            used = business.requests - before
+        assert result["linked"] == len(references) and result["created"] == contacts - len(references), result
+        return {"contacts": contacts, "requests": used, "per_contact": used / contacts, "seconds": seconds,
+                "minutes_at_100": used / 100, "matched_by": result["matched_by"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,8 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=100_000, help="contacts for the memory comparison (0 skips)")
     parser.add_argument("--large-seconds", type=float, default=120,
                         help="stop the large run after this long; 0 runs it to the end")
-    parser.add_argument("--rate", type=int, default=120, help="R, requests per minute (0 skips)")
-    parser.add_argument("--windows", type=int, default=2, help="full minutes measured after the first burst")
+    parser.add_argument("--rate", type=int, default=300, help="R, requests per minute for pacing (0 skips)")
+    parser.add_argument("--pacing-contacts", type=int, default=1000, help="contacts of the pacing run, in all")
+    parser.add_argument("--resync", type=int, default=10_000, help="contacts of the mass re-sync cost runs (0 skips)")
     args = parser.parse_args(argv)
     if args.worker:
         run_worker()
@@ -330,12 +361,19 @@ def main(argv: list[str] | None = None) -> None:
                       f"({figures['large_per_second']:.0f} contacts/s): {figures['memory_ratio']:.2f}x (target < 1.5x)")
             else:
                 print()
+            for share, label in ((1.0, "all present in Sage"), (0.5, "half present in Sage"),
+                                 (0.0, "into an empty business")):
+                if not args.resync:
+                    break
+                cost = bench.mass_resync_cost(args.resync, share)
+                print(f"mass re-sync, {label}: {cost['contacts']} contacts, {cost['requests']} Sage requests, "
+                      f"{cost['per_contact']:.4f} requests per contact "
+                      f"({cost['minutes_at_100']:.1f} min at 100 requests a minute; matched by {cost['matched_by']})")
             if args.rate:
-                rate = bench.rate_share(args.rate, args.windows)
-                print(f"Rate limit R={rate['per_minute']}/min, two workers, one Sage business:")
-                print(f"  {rate['requests']} requests in {rate['seconds']:.1f} s: sustained "
-                      f"{rate['sustained_per_minute']:.1f}/min = {rate['share']:.3f} of R (target >= 0.95)")
-                print(f"  429 answers from Sage: {rate['too_many_requests']} (target 0)")
+                pace = bench.pacing(args.rate, args.pacing_contacts)
+                print(f"pacing sage: {pace['records']} records, {pace['blocks']} blocks, {pace['too_many']} × 429, "
+                      f"rate {pace['rate']:.3f} of the limit  (R={args.rate}/min, two workers, one business, "
+                      f"{pace['requests']} requests in {pace['seconds']:.0f} s)")
         finally:
             bench.close()
 
