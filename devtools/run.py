@@ -75,7 +75,8 @@ def main() -> int:
             f"  Health        http://127.0.0.1:{port}/healthz\n"
             f"  Mail sent     http://127.0.0.1:{port}/_dev/mail   (password-reset links)\n\n"
             "  Customer  owner@harbour-auto.test / demo-password\n"
-            "  Support   support@portal.test / demo-password\n"
+            "  Support   support@portal.test / demo-password, then a two-step code:\n"
+            "            .venv/bin/flask --app app demo-totp   (prints the current one)\n"
             "  Sage login (sandbox)        sage@harbour-auto.test / sandbox-password\n"
             "  Sage One AUS login (sandbox) newcastle@harbour-auto.test / sandbox-password\n\n"
             "  Ctrl-C stops everything.\n",

@@ -1,4 +1,4 @@
-"""Command-line entry points: `flask --app app demo-data | worker | create-user`."""
+"""Command-line entry points: `flask --app app demo-data | demo-totp | worker | create-user`."""
 from __future__ import annotations
 
 import click
@@ -17,6 +17,19 @@ def register(app: Flask) -> None:
 
         summary = demo.load()
         click.echo(summary)
+
+    @app.cli.command("demo-totp")
+    def demo_totp():
+        """Print the demo support user's current two-step sign-in code (development only)."""
+        if not current_app.config["DEMO_DATA_ALLOWED"]:
+            raise click.ClickException("demo-totp is only for development and test configurations.")
+        from portal import demo
+
+        try:
+            code = demo.support_code()
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{code}  (the code for {demo.SUPPORT_EMAIL}; it changes every 30 seconds)")
 
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")

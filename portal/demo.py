@@ -5,7 +5,7 @@ import random
 from datetime import date, timedelta
 from decimal import Decimal
 
-from portal import accounts
+from portal import accounts, two_factor
 from portal.extensions import db
 from portal.models import (
     Branch,
@@ -48,13 +48,15 @@ def load(contacts_per_branch: int = 300, invoices_per_branch: int = 200) -> str:
     if find_user_by_email(CUSTOMER_EMAIL) is None:
         accounts.create_user(CUSTOMER_EMAIL, DEMO_PASSWORD, Role.CUSTOMER, business=business, name="Hannah Owner")
     if find_user_by_email(SUPPORT_EMAIL) is None:
-        accounts.create_user(SUPPORT_EMAIL, DEMO_PASSWORD, Role.SUPPORT, name="Sam Support", is_support_lead=True)
+        support = accounts.create_user(SUPPORT_EMAIL, DEMO_PASSWORD, Role.SUPPORT, name="Sam Support",
+                                       is_support_lead=True)
+        two_factor.set_up(support, two_factor.new_secret())
     for branch in business.branches:
         _ledger(branch, rng, contacts_per_branch, invoices_per_branch)
     db.session.commit()
     return (f"Loaded Harbour Auto: {len(BRANCHES)} branches, {contacts_per_branch} contacts and "
             f"{invoices_per_branch} invoices each. Sign in as {CUSTOMER_EMAIL} or {SUPPORT_EMAIL} "
-            f"with password {DEMO_PASSWORD!r}.")
+            f"with password {DEMO_PASSWORD!r} (support's second step: `flask --app app demo-totp`).")
 
 
 def _ledger(branch: Branch, rng: random.Random, n_contacts: int, n_invoices: int) -> None:
@@ -97,3 +99,13 @@ def _ledger(branch: Branch, rng: random.Random, n_contacts: int, n_invoices: int
         if i % 25 == 24:
             invoice.deleted_at = utcnow()
         db.session.add(invoice)
+
+
+def support_code() -> str:
+    """The demo support user's current two-step code (setting the second factor up if missing)."""
+    support = find_user_by_email(SUPPORT_EMAIL)
+    if support is None:
+        raise LookupError("No demo support user: run `flask --app app demo-data` first.")
+    if not two_factor.is_enrolled(support):
+        two_factor.set_up(support, two_factor.new_secret())
+    return two_factor.current_code(support)

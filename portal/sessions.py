@@ -108,6 +108,14 @@ def end() -> None:
     g.pop("session_record", None)
 
 
+def forget_current() -> None:
+    """Delete this request's session record only (before `begin` gives the login a new id)."""
+    session_id = session.get("sid")
+    if session_id:
+        get_redis().delete(_key(session_id))
+    g.pop("session_record", None)
+
+
 def end_all_for(user_id: int) -> int:
     """Delete every live session of one user (after a password reset); returns how many."""
     r = get_redis()

@@ -202,9 +202,21 @@ class AuthActions:
     def __init__(self, client: PortalClient):
         self._client = client
 
-    def login(self, user_or_email, password: str = factories.PASSWORD):
+    def login(self, user_or_email, password: str = factories.PASSWORD, second_step: bool = True):
+        """Sign in; for an enrolled support user also give the second step's code (as an app would),
+        unless `second_step=False`. Returns the last response."""
         email = getattr(user_or_email, "email", user_or_email)
-        return self._client.post("/login", data={"email": email, "password": password})
+        response = self._client.post("/login", data={"email": email, "password": password})
+        if second_step and response.status_code == 302 and "/login/second-step" in response.headers["Location"]:
+            from portal.models import find_user_by_email
+
+            from portal import two_factor
+
+            user = find_user_by_email(email)
+            if two_factor.is_enrolled(user):
+                response = self._client.post(response.headers["Location"],
+                                             data={"code": factories.current_totp(user)})
+        return response
 
     def logout(self):
         return self._client.post("/logout")

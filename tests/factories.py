@@ -43,13 +43,46 @@ def customer(business: Business, email: str | None = None, password: str = PASSW
     return user
 
 
-def support(email: str | None = None, password: str = PASSWORD, lead: bool = False):
-    """A support user."""
+def support(email: str | None = None, password: str = PASSWORD, lead: bool = False, enrolled: bool = True):
+    """A support user, with two-step sign-in set up unless `enrolled=False`."""
     user = accounts.create_user(
         email or f"support{next(_seq)}@portal.test", password, Role.SUPPORT, is_support_lead=lead
     )
+    if enrolled:
+        enrol_two_factor(user)
     db.session.commit()
     return user
+
+
+def enrol_two_factor(user) -> str:
+    """Set up a user's TOTP as an authenticator app would; returns the secret."""
+    from portal import two_factor
+
+    secret = two_factor.new_secret()
+    two_factor.enrol(user, secret, totp_code(secret))
+    return secret
+
+
+def totp_code(secret: str, last_step: int | None = None) -> str:
+    """The code an authenticator app shows now, or the next one not yet used after `last_step`."""
+    import time
+
+    import pyotp
+
+    step = int(time.time()) // 30 - 1
+    if last_step is not None and step <= last_step:
+        step = last_step + 1
+        while step > int(time.time()) // 30 + 1:  # every code in the window is spent: wait for the next
+            time.sleep(1)
+    return pyotp.TOTP(secret).at(step * 30)
+
+
+def current_totp(user) -> str:
+    """A code that the portal will accept now for this enrolled support user."""
+    from portal import two_factor
+
+    db.session.refresh(user)
+    return totp_code(two_factor.secret_of(user), user.totp_last_step)
 
 
 def contacts(branch: Branch, count: int, **fields) -> list[Contact]:

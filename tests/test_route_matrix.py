@@ -14,7 +14,7 @@ PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.h
 SUPPORT_PREFIXES = ("support.", "checklists.")
 CUSTOMER_ONLY = {"customer.dashboard", "sage.callback"}
 BRANCH_ROUTES_PREFIXES = ("sage.", "sage_one_aus.")
-ANY_SIGNED_IN = {"auth.logout", "auth.change_password", "jobs.progress"}
+ANY_SIGNED_IN = {"auth.logout", "auth.change_password", "auth.second_step", "auth.two_factor_setup", "jobs.progress"}
 
 
 def _rules(app):

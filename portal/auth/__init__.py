@@ -15,9 +15,10 @@ def init_app(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # the server-side session record does this job
 
-    from portal.auth.views import bp
+    from portal.auth.views import bp, require_second_factor
 
     app.register_blueprint(bp)
+    app.before_request(require_second_factor)
 
 
 @login_manager.user_loader

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal import accounts, password_reset, puppet, sessions
+from portal import accounts, password_reset, puppet, sessions, two_factor
 from portal.auth import throttle
 from portal.extensions import db
 from portal.models import utcnow
@@ -57,7 +57,10 @@ def login():
                 sessions.begin(user, private_key)
                 user.last_login_at = utcnow()
                 db.session.commit()
-                return redirect(_safe_next(request.args.get("next")) or home_for(user))
+                target = _safe_next(request.args.get("next"))
+                if user.is_support:  # support's second step comes before anything else
+                    return redirect(url_for("auth.second_step", next=target))
+                return redirect(target or home_for(user))
     return render_template("auth/login.html", email=email), status
 
 
@@ -173,3 +176,86 @@ def reset_password():
         message += " Saved Sage One AUS logins need entering again: the branch pages say where."
     flash(message, "success")
     return redirect(url_for("auth.login"))
+
+
+# Endpoints a support person may reach before giving their second factor.
+BEFORE_SECOND_STEP = frozenset({"auth.second_step", "auth.two_factor_setup", "auth.logout", "auth.login",
+                                "static", "health.healthz"})
+
+
+def require_second_factor():
+    """before_request guard: a support login reaches nothing but the second step until it is done."""
+    if request.endpoint in BEFORE_SECOND_STEP or not current_user.is_authenticated:
+        return None
+    real = puppet.real_user()
+    if real is None or not real.is_support or (sessions.record() or {}).get("second_factor"):
+        return None
+    target = url_for("auth.second_step")
+    if request.headers.get("HX-Request"):
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def _second_step_done(user, target: str | None):
+    sessions.forget_current()
+    sessions.begin(user, None, second_factor=True)  # a new session id once both steps are done
+    return redirect(target or home_for(user))
+
+
+@bp.route("/login/second-step", methods=["GET", "POST"])
+@login_required
+def second_step():
+    """Support's second sign-in step: a code from the authenticator app or a recovery code
+    (throttled like the password)."""
+    user = current_user._get_current_object()
+    target = _safe_next(request.args.get("next"))
+    if not user.is_support or (sessions.record() or {}).get("second_factor"):
+        return redirect(target or home_for(user))
+    if not two_factor.is_enrolled(user):
+        return redirect(url_for("auth.two_factor_setup", next=target))
+    status = 200
+    if request.method == "POST":
+        address = request.remote_addr or ""
+        wait = throttle.seconds_until_allowed(user.email, address)
+        if wait:
+            flash(_throttled_message(wait, "attempts"), "error")
+            status = 429
+        elif two_factor.verify(user, request.form.get("code", "")[:64]):
+            throttle.clear_account(user.email)
+            return _second_step_done(user, target)
+        else:
+            throttle.record_failure(user.email, address)
+            flash("That code isn't right. Type the current 6-digit code from your app, or a recovery code.", "error")
+            status = 400
+    return render_template("auth/second_step.html"), status
+
+
+@bp.route("/account/two-factor/setup", methods=["GET", "POST"])
+@login_required
+def two_factor_setup():
+    """Set up two-step sign-in (support staff): scan the QR code, confirm with a first code, and
+    see the recovery codes once."""
+    user = current_user._get_current_object()
+    target = _safe_next(request.args.get("next"))
+    if not user.is_support or two_factor.is_enrolled(user):
+        return redirect(target or home_for(user))
+    record = sessions.record() or {}
+    if "pending_totp" not in record:  # one secret per login until confirmed, so a reload keeps it
+        secret = two_factor.new_secret()
+        sessions.update(pending_totp=two_factor.seal_secret(secret, user))
+    else:
+        secret = two_factor.open_secret(record["pending_totp"], user)
+    if request.method == "GET":
+        return render_template("auth/two_factor_setup.html", secret=secret,
+                               qr=two_factor.qr_code_data_uri(user, secret))
+    try:
+        codes = two_factor.enrol(user, secret, request.form.get("code", "")[:64])
+    except two_factor.TwoFactorError as exc:
+        flash(str(exc), "error")
+        return render_template("auth/two_factor_setup.html", secret=secret,
+                               qr=two_factor.qr_code_data_uri(user, secret)), 400
+    sessions.forget_current()
+    sessions.begin(user, None, second_factor=True)
+    return render_template("auth/recovery_codes.html", codes=codes, next=target or home_for(user))

@@ -104,3 +104,16 @@ def live_puppet_sessions() -> list[PuppetSession]:
             selectinload(PuppetSession.business),
         )
     ).all()
+
+
+def support_staff() -> list[User]:
+    """Every support user, by email."""
+    return db.session.scalars(select(User).where(User.role == Role.SUPPORT).order_by(User.email)).all()
+
+
+def support_user_or_404(user_id: int) -> User:
+    """The support user with this id, or 404."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_support:
+        abort(404)
+    return user

@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
-from portal import puppet
+from portal import puppet, two_factor
 from portal.access import support_required
 from portal.ids import parse_id
 from portal.models import utcnow
@@ -51,7 +51,7 @@ def _lead_required(view):
     @support_required
     def guarded(*args, **kwargs):
         if not puppet.real_user().is_support_lead:
-            abort(403, "Only support leads can read and export the audit log.")
+            abort(403, "Only support leads can do this: the audit log and the support team page are theirs.")
         return view(*args, **kwargs)
 
     return guarded
@@ -135,6 +135,27 @@ def end_puppet_session(session_id: int):
                                now=utcnow()), 403 if "Only" in str(exc) else 409
     flash(f"Ended {ended.support_user.email}'s puppet session as {ended.customer_user.email}.", "success")
     return redirect(url_for("support.puppet_sessions"))
+
+
+@bp.get("/team")
+@_lead_required
+def team():
+    """Support staff and whether each has two-step sign-in set up (support leads)."""
+    return render_template("support/team.html", people=customers.support_staff())
+
+
+@bp.post("/team/<int:user_id>/two-factor/reset")
+@_lead_required
+def reset_two_factor(user_id: int):
+    """Reset a support person's two-step sign-in (support leads; audited; ends their sessions)."""
+    person = customers.support_user_or_404(user_id)
+    try:
+        two_factor.reset(person, puppet.real_user())
+    except two_factor.TwoFactorError as exc:
+        abort(403, str(exc))
+    flash(f"{person.email}'s two-step sign-in was reset and their sessions ended. "
+          "They set it up again at their next sign-in.", "success")
+    return redirect(url_for("support.team"))
 
 
 @bp.get("/audit")
