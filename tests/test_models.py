@@ -18,7 +18,10 @@ def test_normal_queries_hide_soft_deleted_rows(app):
     db.session.expire_all()
     assert db.session.scalars(db.select(Contact)).all() == [kept]
     assert db.session.scalar(db.select(db.func.count()).select_from(Contact)) == 1
-    assert db.session.get(Contact, gone.id) is None or db.session.get(Contact, gone.id).is_deleted
+    gone_id = gone.id
+    db.session.expunge_all()  # a fresh session: nothing answered from the identity map
+    assert db.session.get(Contact, gone_id) is None
+    assert db.session.scalars(db.select(Contact).where(Contact.id == gone_id)).all() == []
 
 
 def test_unscoped_query_includes_soft_deleted_rows(app):
@@ -33,16 +36,24 @@ def test_unscoped_query_includes_soft_deleted_rows(app):
     assert found.is_deleted
 
 
-def test_relationship_loads_hide_soft_deleted_rows(app):
+@pytest.mark.parametrize("loader", ["lazy", "selectin", "joined"])
+def test_relationship_loads_hide_soft_deleted_rows(app, loader):
+    from sqlalchemy.orm import joinedload, selectinload
+
     branch = factories.business().branches[0]
-    contact = factories.contacts(branch, 1)[0]
-    a = factories.invoice(branch, contact)
-    b = factories.invoice(branch, contact)
-    b.soft_delete()
+    kept, gone = factories.contacts(branch, 2)
+    visible = factories.invoice(branch, kept)
+    orphan = factories.invoice(branch, gone)
+    gone.soft_delete()
     db.session.commit()
-    db.session.expire_all()
-    invoices = db.session.scalars(db.select(Invoice).where(Invoice.contact_id == contact.id)).all()
-    assert [i.id for i in invoices] == [a.id]
+    ids, kept_id = (visible.id, orphan.id), kept.id
+    db.session.expunge_all()
+    options = {"lazy": [], "selectin": [selectinload(Invoice.contact)], "joined": [joinedload(Invoice.contact)]}
+    loaded = {i.id: i for i in db.session.scalars(
+        db.select(Invoice).where(Invoice.id.in_(ids)).options(*options[loader])).unique()}
+    assert loaded[ids[0]].contact is not None and loaded[ids[0]].contact.id == kept_id
+    assert loaded[ids[1]].contact is None  # the soft-deleted contact stays hidden through the relationship
+    assert [line.description for line in loaded[ids[0]].lines] == ["Service"]
 
 
 def test_audit_events_cannot_be_changed_or_deleted(app):

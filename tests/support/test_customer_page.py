@@ -80,9 +80,21 @@ def test_puppet_sessions_appear_in_the_timeline(world, client, auth):
     assert "(ended by support)" in body
 
 
-def test_the_suggested_checklists_region_is_optional(world, client, auth):
+def test_the_suggested_checklists_region_is_optional(world, client, auth, app):
     auth.login(world["support"])
-    assert client.get(f"/support/customers/{world['business'].id}").status_code == 200
+    url = f"/support/customers/{world['business'].id}"
+    with_checklists = client.get(url).get_data(as_text=True)
+    assert 'id="suggested-checklists"' in with_checklists and "Troubleshooting checklists" in with_checklists
+    # Without the checklists' template helpers the page still renders everything else, minus the region.
+    removed = {name: app.jinja_env.globals.pop(name) for name in ("suggested_checklists", "open_checklist_runs")}
+    try:
+        response = client.get(url)
+    finally:
+        app.jinja_env.globals.update(removed)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'id="suggested-checklists"' not in body and "Troubleshooting checklists" not in body
+    assert world["business"].name in body and "Timeline" in body
 
 
 def test_a_business_without_users_says_there_is_no_one_to_puppet(app, client, auth):
