@@ -110,13 +110,14 @@ def _throttle(state: SandboxState, business) -> None:
                        headers={"Retry-After": str(retry_after)})
     limit = state.sage_rate_limit
     if limit:
+        span = float(state.config["SANDBOX_SAGE_RATE_WINDOW_SECONDS"])  # Sage's minute; tests shorten it
         window = state.sage_windows.setdefault(business.id, deque())
-        while window and window[0] <= now - 60:
+        while window and window[0] <= now - span:
             window.popleft()
         if len(window) >= limit:
             business.limited_per_minute += 1
             state.limit_counters["v3.1_per_minute_429"] += 1
-            retry_after = max(1, math.ceil(window[0] + 60 - now))
+            retry_after = max(1, math.ceil(window[0] + span - now))
             raise ApiError(429, "TooManyRequests",
                            f"Rate limit of {limit} requests per minute exceeded for this business. "
                            f"Retry after {retry_after} seconds.",

@@ -10,6 +10,8 @@ DEFAULTS = {
     "SANDBOX_SAGE_ONE_API_KEY": "portal-dev-apikey",
     # Rate limits: requests per rolling minute; 0 or None turns the limit off.
     "SANDBOX_SAGE_RATE_LIMIT": 100,
+    # The v3.1 limit's rolling window (Sage's minute); tests shorten it to see it turn over.
+    "SANDBOX_SAGE_RATE_WINDOW_SECONDS": 60,
     # v3.1 requests per business per UTC day (renews at midnight); 0 or None = off, because Sage's number is
     # unverified (2,500 a day is one reading).
     "SANDBOX_SAGE_DAILY_LIMIT": 0,

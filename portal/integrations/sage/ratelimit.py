@@ -28,7 +28,7 @@ from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from portal.integrations.sage.client import BudgetExhausted, SageBusy
 
-WINDOW_SECONDS = 61
+WINDOW_SECONDS = 61  # Sage's minute, plus a second for a request's time on the way
 NAMESPACE = "sage-v31"
 HOLD_PREFIX = "portal:sage:hold:"
 LONGEST_PAUSE = 5.0  # re-check at least this often while waiting
@@ -58,10 +58,12 @@ class BusinessRateLimit:
     """
 
     def __init__(self, redis_url: str, business_id: str | None, per_minute: int, *, margin: float = 0.0,
-                 daily_budget: int = 0, budget_window_seconds: int = 86400, max_wait: float | None = None,
+                 daily_budget: int = 0, budget_window_seconds: int = 86400, window_seconds: int = WINDOW_SECONDS,
+                 max_wait: float | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         self.business_id = business_id or "unknown"
-        self.minute = RateLimitItemPerSecond(paced_rate(per_minute, margin), WINDOW_SECONDS) if per_minute else None
+        # `window_seconds`: Sage's minute plus one; tests shorten it (SAGE_RATE_WINDOW_SECONDS).
+        self.minute = RateLimitItemPerSecond(paced_rate(per_minute, margin), window_seconds) if per_minute else None
         # The budget's window is a day; tests shorten it (SAGE_BUDGET_WINDOW_SECONDS) to see it renew.
         self.day = RateLimitItemPerSecond(daily_budget, budget_window_seconds) if daily_budget else None
         self.moving, self.fixed, self.redis = _backend(redis_url)

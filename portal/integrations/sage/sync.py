@@ -86,6 +86,7 @@ def rate_limit_for(connection: Connection, *, max_wait: float | None = None) -> 
                              margin=float(config["SAGE_RATE_MARGIN"] or 0),
                              daily_budget=int(config["SAGE_DAILY_REQUEST_BUDGET"] or 0),
                              budget_window_seconds=int(config.get("SAGE_BUDGET_WINDOW_SECONDS") or 86400),
+                             window_seconds=int(config.get("SAGE_RATE_WINDOW_SECONDS") or 60) + 1,
                              max_wait=max_wait)
 
 

@@ -309,3 +309,40 @@ def test_sage_jobs_are_refused_before_anything_is_queued_on_a_branch_not_on_sage
         htmx = client.post(url, data=data, headers={"HX-Request": "true"})
         assert htmx.status_code == 409 and "Sage One AUS, not Sage" in htmx.get_data(as_text=True), url
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0
+
+
+# --- Two workers, one business, Sage's limit ------------------------------------------------------------
+
+
+def test_two_workers_syncing_one_business_never_trip_sages_limit(client, auth, workshop, sandbox, app_settings,
+                                                                   tmp_path):
+    """Sage's limit in miniature: 20 requests per rolling 2 s for the business, the portal told the
+    same; two worker processes sync two branches of that business at once: no 429, nothing twice."""
+    from tests.integrations.sage.test_worker_killed import _kill_hard, _start_worker, _wait_for
+
+    sandbox.state.config["SANDBOX_SAGE_RATE_WINDOW_SECONDS"] = 2
+    try:
+        sandbox.state.set_sage_rate_limit(20)
+        auth.login(workshop.owner)
+        for branch_id in (workshop.head_office_id, workshop.sibling_id):
+            connect(client, sandbox, branch_id)
+        rows = [*factories.contacts(workshop.head_office, 25),
+                *factories.contacts(db.session.get(type(workshop.head_office), workshop.sibling_id), 25)]
+        for branch_id in (workshop.head_office_id, workshop.sibling_id):
+            assert client.post(f"/integrations/sage/branches/{branch_id}/sync/contacts").status_code == 302
+        settings = {**app_settings, "SAGE_RATE_LIMIT_PER_MINUTE": 20, "SAGE_RATE_WINDOW_SECONDS": 2}
+        workers = [_start_worker(settings, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+        try:
+            _wait_for(lambda: db.session.scalar(db.select(db.func.count()).select_from(Job)
+                                                .where(Job.status == JobStatus.FINISHED)) == 2,
+                      90, "both syncs to finish")
+        finally:
+            for worker in workers:
+                _kill_hard(worker)
+        with sandbox.state.lock:
+            business = sandbox.state.businesses[SOLO_BUSINESS]
+            assert business.limited_per_minute == 0
+        references = Counter(c["reference"] for c in sage_contacts(sandbox))
+        assert set(references) == {c.reference for c in rows} and max(references.values()) == 1
+    finally:
+        sandbox.state.config["SANDBOX_SAGE_RATE_WINDOW_SECONDS"] = 60
