@@ -401,9 +401,14 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
                  details={"resume_at": exhausted.renews_at.isoformat(), "done": counters.done,
                           "total": counters.total, "sage_business_id": connection.sage_business_id})
     db.session.commit()
+    left = max(counters.total - counters.done, 0)
+    budget = int(current_app.config["SAGE_DAILY_REQUEST_BUDGET"] or 0)
+    days = math.ceil(left / budget) if budget else 1  # about one request per record still to send
+    finish = (f" At this budget the last of them goes on {exhausted.renews_at + timedelta(days=days - 1):%d %b}."
+              if days > 1 else "")
     return RunPaused(f"Paused: this Sage business has used its daily request budget. {counters.done} of "
                      f"{counters.total} {noun} are done; the rest are sent when the budget renews "
-                     f"at {exhausted.renews_at:%H:%M} UTC, by itself.", exhausted.renews_at)
+                     f"at {exhausted.renews_at:%H:%M} UTC, by itself.{finish}", exhausted.renews_at)
 
 
 def _stop_reason(error: Exception) -> str:

@@ -346,3 +346,23 @@ def test_two_workers_syncing_one_business_never_trip_sages_limit(client, auth, w
         assert set(references) == {c.reference for c in rows} and max(references.values()) == 1
     finally:
         sandbox.state.config["SANDBOX_SAGE_RATE_WINDOW_SECONDS"] = 60
+
+
+def test_a_mass_resync_that_lists_sage_through_5xx_and_dropped_connections_duplicates_nothing(
+        client, auth, workshop, unlimited, run_jobs):
+    sandbox = unlimited
+    auth.login(workshop.owner)
+    connect(client, sandbox, workshop.head_office_id)
+    rows = factories.contacts(workshop.head_office, 60)
+    _put_contacts_in_sage(sandbox, [c.reference for c in rows[:30]])
+    sandbox.state.set_fault_rates(error_rate=0.15, drop_rate=0.05, seed_value=7)
+
+    job = _sync(client, workshop)
+    run_jobs()
+
+    job = db.session.get(Job, job.id)
+    assert sandbox.state.snapshot()["requests"]["faults_5xx"] > 0
+    assert job.status == JobStatus.FINISHED, job.error
+    assert job.result["matched_by"] == "listed" and job.result["linked"] >= 30
+    references = Counter(c["reference"] for c in sage_contacts(sandbox))
+    assert set(references) == {c.reference for c in rows} and max(references.values()) == 1
