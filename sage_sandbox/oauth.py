@@ -112,7 +112,8 @@ def authorize():
     email = (request.form.get("email") or "").strip().lower()
     with state.lock:
         user = state.sage_user(email)
-        if user is None or not hmac.compare_digest(user.password, request.form.get("password") or ""):
+        password = (request.form.get("password") or "").encode()  # bytes: compare_digest refuses non-ASCII text
+        if user is None or not hmac.compare_digest(user.password.encode(), password):
             page = render_template("sandbox/consent.html", params=params, scope=scope, email=email,
                                    error="That email and password do not match a Sage account.")
             return page, 401
@@ -135,7 +136,7 @@ def _check_client(state: SandboxState) -> str:
     client_id, secret = _client_credentials()
     if not client_id or not secret:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
-    if client_id != state.client_id or not hmac.compare_digest(secret, state.client_secret):
+    if client_id != state.client_id or not hmac.compare_digest(secret.encode(), state.client_secret.encode()):
         raise OAuthError("invalid_client", "Client authentication failed")
     return client_id
 

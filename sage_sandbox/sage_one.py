@@ -133,7 +133,8 @@ def authenticate(state: SandboxState):
     user = state.sage_one_users.get(username)
     if user is not None and user.locked_until > now:
         raise _locked_out(state, user)
-    if user is not None and hmac.compare_digest(user.password, password):
+    # compare_digest takes only ASCII text, so UTF-8 passwords are compared as bytes.
+    if user is not None and hmac.compare_digest(user.password.encode(), password.encode()):
         return user
     if user is not None:
         user.failures[:] = [t for t in user.failures if t > now - HOUR] + [now]

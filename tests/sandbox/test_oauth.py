@@ -236,3 +236,8 @@ def test_pkce_s256_code_requires_the_matching_verifier(sandbox, http):
     assert exchange(http, code()).json()["error"] == "invalid_grant"
     assert exchange(http, code(), code_verifier="wrong").json()["error"] == "invalid_grant"
     assert exchange(http, code(), code_verifier=verifier).status_code == 200
+
+
+def test_a_non_ascii_password_on_the_consent_page_is_refused_not_a_500(sandbox):
+    with pytest.raises(RuntimeError, match="401"):
+        authorize(sandbox.url, password="pässwörd")

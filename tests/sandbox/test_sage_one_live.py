@@ -245,3 +245,12 @@ def test_state_counts_lock_outs_per_user(sandbox, http):
     assert user["locked"] and user["lockouts"] == 1 and user["locked_429"] == 2
     assert state["rate_limits"]["sage_one_lockouts"] == 1 and state["rate_limits"]["sage_one_lockout_429"] == 2
     assert state["rate_limits"]["sage_one_blocks"] == 0
+
+
+def test_a_non_ascii_password_is_checked_not_answered_with_500(sandbox, http):
+    assert http.post("/_sandbox/sage-one/users/newcastle@harbour-auto.test/password",
+                     json={"password": "pässwörd-ключ"}).ok
+    target = url(sandbox, "Company/Get", apikey=API_KEY)
+    right = requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test".encode(), "pässwörd-ключ".encode()))
+    wrong = requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test".encode(), "pässwörd".encode()))
+    assert (right.status_code, wrong.status_code) == (200, 401)
