@@ -296,11 +296,19 @@ def test_a_run_that_uses_up_the_daily_budget_pauses_and_resumes_by_itself(
 # --- Provider guard -------------------------------------------------------------------------------------
 
 
-def test_sage_jobs_are_refused_before_anything_is_queued_on_a_branch_not_on_sage(client, auth, workshop):
-    factories.connection(workshop.head_office, Provider.SAGE_ONE_AUS)
+@pytest.mark.parametrize("who", ["customer", "puppet"])
+def test_sage_jobs_are_refused_before_anything_is_queued_on_a_branch_not_on_sage(who, client, auth, workshop):
+    from portal.models import Business
+    from tests.checklists.helpers import start_puppet
+
+    factories.connection(workshop.head_office, Provider.SAGE_ONE_AUS, sage_one_username="nc@harbour.test")
     contact = factories.contacts(workshop.head_office, 1)[0]
     invoice = factories.invoice(workshop.head_office, contact)
-    auth.login(workshop.owner)
+    if who == "customer":
+        auth.login(workshop.owner)
+    else:
+        auth.login(factories.support())
+        start_puppet(client, db.session.get(Business, workshop.business_id), workshop.owner)
     base = f"/integrations/sage/branches/{workshop.head_office_id}"
     for url, data in ((f"{base}/sync/contacts", None), (f"{base}/sync/invoices", None),
                       (f"{base}/invoices/{invoice.id}/void", {"reason": "wrong provider"})):
