@@ -23,9 +23,9 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from datetime import UTC, datetime, timedelta, timezone
 
 import requests
 from flask import current_app
@@ -133,7 +133,7 @@ def classify_429(text: str, *, login_unverified: bool) -> str:
 def api_key_refused_at() -> datetime | None:
     """When Sage One last refused the portal's API key, until a request with it succeeds again."""
     raw = get_redis().get(_API_KEY_FLAG)
-    return datetime.fromtimestamp(float(raw), timezone.utc) if raw is not None else None
+    return datetime.fromtimestamp(float(raw), UTC) if raw is not None else None
 
 
 def _note_api_key_refused(status: int) -> None:
@@ -271,7 +271,7 @@ class SageOneClient:
     def _too_many(self, response: requests.Response, message: str):
         """Sage's two 429s: the request limit (hold the company off for the block) or the lock-out."""
         words = " ".join(filter(None, [message, response.headers.get("X-RequestLimit-ExceededReason", "")]))
-        now = datetime.fromtimestamp(ratelimit.clock().now(), timezone.utc)
+        now = datetime.fromtimestamp(ratelimit.clock().now(), UTC)
         if classify_429(words, login_unverified=self.login_unverified) == "rate_limit":
             block = _duration(words, DEFAULT_BLOCK)
             until = now + block

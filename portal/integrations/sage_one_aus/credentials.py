@@ -19,7 +19,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 from limits import parse
 
@@ -27,7 +27,11 @@ from portal import audit, keys
 from portal.extensions import db, get_redis
 from portal.integrations.sage_one_aus import ratelimit
 from portal.integrations.sage_one_aus.client import Company, SageOneClient
-from portal.integrations.sage_one_aus.errors import SageOneApiKeyRefused, SageOneAuthFailed, SageOneLocked
+from portal.integrations.sage_one_aus.errors import (
+    SageOneApiKeyRefused,
+    SageOneAuthFailed,
+    SageOneLocked,
+)
 from portal.models import (
     Connection,
     ConnectionState,
@@ -150,7 +154,7 @@ def locked_until(username: str) -> datetime | None:
     raw = get_redis().get(f"{_LOCK_PREFIX}{username.strip().lower()}")
     if raw is None:
         return None
-    until = datetime.fromtimestamp(float(raw), timezone.utc)
+    until = datetime.fromtimestamp(float(raw), UTC)
     return until if until > utcnow() else None
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime, timezone
 
 from flask import current_app
 from limits import RateLimitItemPerSecond, parse
@@ -126,7 +126,7 @@ def _until(raw) -> datetime | None:
     if raw is None:
         return None
     until = float(raw)
-    return datetime.fromtimestamp(until, timezone.utc) if until > clock().now() else None
+    return datetime.fromtimestamp(until, UTC) if until > clock().now() else None
 
 
 def held_until(bucket: str) -> datetime | None:
@@ -175,8 +175,10 @@ def acquire(buckets: Iterable[str], *, wait: bool = True) -> None:
     item, pacing = _item(), clock()
     while True:
         _refuse_if_held(buckets)
+        # Test every bucket before taking from any, so a full one costs the others nothing (a race
+        # with another process may still waste a slot, never overspend one).
         if all(limiter().test(item, NAMESPACE, b) for b in buckets) and \
-                all([limiter().hit(item, NAMESPACE, b) for b in buckets]):
+                all(limiter().hit(item, NAMESPACE, b) for b in buckets):
             return
         reset_at = max(limiter().get_window_stats(item, NAMESPACE, b).reset_time for b in buckets)
         pause = max(reset_at - pacing.now(), 0.05)

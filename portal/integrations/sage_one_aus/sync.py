@@ -31,8 +31,8 @@ from portal.integrations.sage_one_aus.errors import (
 from portal.models import (
     Branch,
     Connection,
-    ContactKind,
     Contact,
+    ContactKind,
     Invoice,
     InvoiceStatus,
     Job,

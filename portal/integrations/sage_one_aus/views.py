@@ -5,7 +5,15 @@ Every unsafe request is refused in a puppet session by one guard registered on t
 """
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BuildError

@@ -189,6 +189,7 @@ def test_after_a_worker_is_killed_mid_job_nothing_in_redis_opens_the_key(
         if worker.poll() is None:
             _kill_hard(worker)
         sandbox.state.set_latency(0)
+        time.sleep(0.5)  # the request in flight still lands in the sandbox; let it, before the next test's reset
 
     job = db.session.scalar(db.select(Job))
     db.session.refresh(job)

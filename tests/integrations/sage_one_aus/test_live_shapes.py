@@ -12,9 +12,23 @@ from portal.extensions import db
 from portal.integrations.sage_one_aus import credentials, shapes
 from portal.integrations.sage_one_aus import sync as sage_one_sync
 from portal.integrations.sage_one_aus.errors import SageOneUnusableAnswer
-from portal.models import AuditEvent, Connection, Invoice, InvoiceStatus, Job, JobStatus, SyncState
+from portal.models import (
+    AuditEvent,
+    Connection,
+    Invoice,
+    InvoiceStatus,
+    Job,
+    JobStatus,
+    SyncState,
+)
 from tests import factories
-from tests.integrations.sage_one_aus.conftest import USERNAME, company, connect, sync, void
+from tests.integrations.sage_one_aus.conftest import (
+    USERNAME,
+    company,
+    connect,
+    sync,
+    void,
+)
 
 
 def _connection(branch) -> Connection | None:

@@ -13,7 +13,13 @@ from portal.extensions import db
 from portal.models import Connection, Job, JobStatus
 from sage_sandbox import seed
 from tests import factories
-from tests.integrations.sage_one_aus.conftest import NEWCASTLE_COMPANY, USERNAME, company, connect, sync
+from tests.integrations.sage_one_aus.conftest import (
+    NEWCASTLE_COMPANY,
+    USERNAME,
+    company,
+    connect,
+    sync,
+)
 
 PASSWORD = "密碼Zq9!ünïcode-sage"
 UNICODE_USERNAME = "密@harbour-auto.test"

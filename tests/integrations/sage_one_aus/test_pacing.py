@@ -5,7 +5,7 @@ waits. The sandbox enforces a small limit and the pacing clock moves time on ins
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
@@ -214,7 +214,7 @@ def test_sync_jobs_are_refused_while_the_company_is_held(world, client, auth, li
     auth.login(world.owner)
     connect(client, world.branch)
     factories.contacts(world.branch, 2)
-    ratelimit.hold_off(NEWCASTLE_COMPANY, datetime.fromtimestamp(sandbox_clock.now() + 600, timezone.utc))
+    ratelimit.hold_off(NEWCASTLE_COMPANY, datetime.fromtimestamp(sandbox_clock.now() + 600, UTC))
     requests_before = sandbox_requests(limited)
     sync(client, world.branch)
     drain_jobs()
