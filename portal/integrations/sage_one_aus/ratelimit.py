@@ -160,8 +160,9 @@ def _refuse_if_held(buckets: Iterable[str]) -> None:
         until = held_until(bucket)
         if until is not None:
             raise SageOneRateLimited(
-                f"Sage One AUS has blocked this company for too many requests; rate-limited until "
-                f"{until:%H:%M} UTC.", until)
+                f"Sage One AUS has blocked this company for too many requests (its block lasts an hour); "
+                f"rate-limited until {until:%H:%M} UTC. The portal sends it nothing before then, since calling "
+                "during the block extends it; try again after that.", until)
 
 
 # --- slots ----------------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def _stop(connection: Connection, exc: SageOneError, actor_id: int | None) -> Sy
                      branch=connection.branch, actor_id=actor_id,
                      details={"company_id": connection.sage_one_company_id, "until": exc.until.isoformat()})
         return SyncStopped(f"Rate-limited until {exc.until:%H:%M} UTC: Sage One AUS blocked this company for "
-                           "too many requests. Nothing more is sent before then; run it again after that.")
+                           "an hour for too many requests (this is not a login problem). Nothing more is sent "
+                           "before then, since calling during the block extends it; run it again after that.")
     if isinstance(exc, SageOneLocked):
         credentials.record_lock(connection.sage_one_username, exc.until)
         return SyncStopped(str(exc))
