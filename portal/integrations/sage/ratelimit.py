@@ -32,6 +32,9 @@ WINDOW_SECONDS = 61  # Sage's minute, plus a second for a request's time on the 
 NAMESPACE = "sage-v31"
 HOLD_PREFIX = "portal:sage:hold:"
 LONGEST_PAUSE = 5.0  # re-check at least this often while waiting
+# How long a process trusts its last look at the hold. Another process's 429 is seen within this;
+# this process's own 429 at once. It spares a Redis round trip on most requests of a fast run.
+HOLD_RECHECK_SECONDS = 0.2
 
 _backends: dict[str, tuple[MovingWindowRateLimiter, FixedWindowRateLimiter, redis.Redis]] = {}
 
@@ -71,14 +74,21 @@ class BusinessRateLimit:
         self._sleep = sleep
         self._clock = clock
         self.waited_seconds = 0.0
+        self._hold_seen: tuple[float, float | None] | None = None  # (looked at, held until)
 
     # --- the hold after a 429 ----------------------------------------------------------------------
 
-    def held_until(self) -> float | None:
-        """POSIX time until which Sage asked us to send nothing for this business, if that is ahead."""
-        raw = self.redis.get(HOLD_PREFIX + self.business_id)
-        until = float(raw) if raw is not None else None
-        return until if until is not None and until > self._clock() else None
+    def held_until(self, fresh: bool = True) -> float | None:
+        """POSIX time until which Sage asked us to send nothing for this business, if that is ahead.
+
+        `fresh=False` may answer from this process's look of the last HOLD_RECHECK_SECONDS.
+        """
+        now = self._clock()
+        if fresh or self._hold_seen is None or now - self._hold_seen[0] > HOLD_RECHECK_SECONDS:
+            raw = self.redis.get(HOLD_PREFIX + self.business_id)
+            self._hold_seen = (now, float(raw) if raw is not None else None)
+        until = self._hold_seen[1]
+        return until if until is not None and until > now else None
 
     def hold_off(self, seconds: float) -> None:
         """Send nothing to this business for `seconds` (Sage's Retry-After); never shortens a hold."""
@@ -87,6 +97,7 @@ class BusinessRateLimit:
         if current is not None and current >= until:
             return
         self.redis.set(HOLD_PREFIX + self.business_id, until, px=max(1, int((until - self._clock()) * 1000)) + 1000)
+        self._hold_seen = (self._clock(), until)
 
     # --- slots ---------------------------------------------------------------------------------------
 
@@ -105,9 +116,7 @@ class BusinessRateLimit:
         """Take a request slot for this business, waiting (or raising, see the class) as needed."""
         waited = 0.0
         while True:
-            if self.day is not None and not self.fixed.test(self.day, NAMESPACE, "day", self.business_id):
-                raise BudgetExhausted(self.day_renews_at())
-            pause = self._pause_needed()
+            pause = self._pause_needed(fresh=waited > 0)
             if pause <= 0:
                 break
             if self.max_wait is not None and waited + pause > self.max_wait:
@@ -117,11 +126,11 @@ class BusinessRateLimit:
             waited += pause
             self.waited_seconds += pause
         if self.day is not None and not self.fixed.hit(self.day, NAMESPACE, "day", self.business_id):
-            raise BudgetExhausted(self.day_renews_at())  # another process took the last one meanwhile
+            raise BudgetExhausted(self.day_renews_at())
 
-    def _pause_needed(self) -> float:
+    def _pause_needed(self, fresh: bool) -> float:
         """0 when a slot was taken; otherwise how long to wait before trying again."""
-        held = self.held_until()
+        held = self.held_until(fresh=fresh)
         if held is not None:
             return held - self._clock()
         if self.minute is None or self.moving.hit(self.minute, NAMESPACE, self.business_id):
