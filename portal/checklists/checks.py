@@ -497,14 +497,15 @@ def _stored_access_token(conn: Connection, now: datetime):
 def _sage_live_status(ctx: CheckContext) -> tuple[str, dict]:
     """GET the invoice from Sage with the stored token (no refresh, no write); returns (status, facts)."""
     from portal.integrations.sage.client import SageClient, SageError, SageNotFound
-    from portal.integrations.sage.ratelimit import BusinessRateLimit
+    from portal.integrations.sage.sync import rate_limit_for
 
     conn, inv = ctx.connection, ctx.invoice
     config = current_app.config
-    limiter = BusinessRateLimit(config["REDIS_URL"], conn.sage_business_id, config.get("SAGE_RATE_LIMIT_PER_MINUTE") or 0)
+    # A support person waits on this page: take the business's shared slot without waiting for one.
+    limiter = rate_limit_for(conn, max_wait=float(config["SAGE_PAGE_WAIT_SECONDS"]))
     client = SageClient(api_url=config["SAGE_API_URL"], business_id=conn.sage_business_id,
                         token=_stored_access_token(conn, ctx.now), limiter=limiter,
-                        timeout=config["HTTP_TIMEOUT_SECONDS"])
+                        timeout=config["HTTP_TIMEOUT_SECONDS"], patient=False)
     try:
         body = client.get_invoice(inv.sage_id)
     except SageNotFound:
