@@ -7,7 +7,8 @@ from datetime import datetime
 
 from rq import get_current_job
 
-from portal.extensions import db
+from portal.extensions import db, get_redis
+from portal.leases import Lease, LeaseLost, first_expiry
 from portal.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,17 @@ class Progress:
     The row gets the last figures when the job ends, so progress costs no database writes.
     """
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, lease: Lease | None = None):
         self.job_id = job_id
         self._rq_job = get_current_job()
+        self._lease = lease
         self.done = 0
         self.total: int | None = None
+
+    def check(self) -> None:
+        """Before each write: raise LeaseLost if the portal failed this run while it stalled."""
+        if self._lease is not None:
+            self._lease.check()
 
     @property
     def row(self) -> Job:
@@ -56,6 +63,8 @@ def portal_job(func):
     A JobFailure's message is shown as is; anything else is logged and shown in general words.
     A JobPaused leaves the row queued, with its progress and the reason, and schedules the same
     entry point with the same arguments at `resume_at` (the worker's RQ scheduler starts it).
+    While the body runs, its lease is renewed (portal/leases.py); a run that lost its lease (its
+    row was failed while it stalled) leaves the row as the portal left it.
     """
 
     @functools.wraps(func)
@@ -67,9 +76,13 @@ def portal_job(func):
         row.status = JobStatus.RUNNING
         row.started_at = row.started_at or utcnow()
         row.resume_at = None
+        row.lease_expires_at = first_expiry()
         db.session.commit()
+        rq_job = get_current_job()
+        lease = Lease(job_id, get_redis(), db.engine, token=rq_job.id if rq_job is not None else job_id)
+        lease.start()
         outcome, summary, error = JobStatus.FAILED, None, None
-        progress = Progress(job_id)
+        progress = Progress(job_id, lease)
         paused: JobPaused | None = None
         try:
             summary = func(progress, *args, **kwargs)
@@ -82,19 +95,27 @@ def portal_job(func):
         except JobFailure as exc:
             error = str(exc)
             raise
+        except LeaseLost:
+            log.warning("job %s (%s) lost its lease and stopped", job_id, row.kind)
+            raise
         except Exception:
             log.exception("job %s (%s) failed", job_id, row.kind)
             error = "The job failed unexpectedly. It is safe to run it again; support can see the details."
             raise
         finally:
+            lease.stop()
             db.session.rollback()
-            rq_job = get_current_job()
+            if lease.lost:
+                return None  # the portal already failed this row (and may have started another run)
             retrying = outcome is JobStatus.FAILED and rq_job is not None and (rq_job.retries_left or 0) > 0
-            row = db.session.get(Job, job_id)
+            row = db.session.get(Job, job_id, populate_existing=True)
+            if row.status != JobStatus.RUNNING:
+                return None  # failed by the portal after a lapse it noticed before this run did
             row.status = JobStatus.QUEUED if retrying else outcome
             row.result = summary
             row.error = error
             row.progress_done, row.progress_total = progress.done, progress.total
+            row.lease_expires_at = None
             if paused is not None:
                 from portal.jobqueue import schedule_continuation
 

@@ -87,6 +87,8 @@ class Config:
     KEY_SCRYPT_N = 2**15
     # How long a private key sealed into a job stays openable by the worker.
     JOB_SEAL_SECONDS = 300
+    # A running job renews its lease four times per this; a row whose lease lapsed is dead.
+    JOB_LEASE_SECONDS = 45
     # How long the support console's health counts may be reused (the page shows their age); 0: never.
     SUPPORT_OVERVIEW_CACHE_SECONDS = 15
     DEMO_DATA_ALLOWED = False

@@ -17,6 +17,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 from sqlalchemy.exc import IntegrityError
 
+from portal import leases
 from portal.extensions import db, get_redis
 from portal.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 
@@ -57,22 +58,80 @@ def active_job(branch_id: int, kind: str) -> Job | None:
     return row
 
 
+# Kinds that are safe to run again by themselves after their worker died: a sync looks before it
+# creates and resumes with what is still pending. A void is never re-run unasked.
+REQUEUE_BY_THEMSELVES = ("sage.sync_contacts", "sage.sync_invoices")
+
+
 def reconcile(row: Job) -> bool:
-    """Fail a row whose RQ job is gone or dead (e.g. a killed worker); True if still active."""
+    """True while the row's job is alive; a dead one is failed, saying what happened.
+
+    A running row is alive while its lease holds (portal/leases.py), whatever RQ says: a work
+    horse whose parent died still runs, and after a Redis restart RQ knows nothing of it. A queued
+    row is alive while RQ still has its job queued, scheduled or started. A Sage sync that died is
+    queued again, once, by itself.
+    """
     if not row.status.is_active:
         return False
+    if row.status == JobStatus.RUNNING:
+        if leases.is_alive(get_redis(), row.id, row.lease_expires_at):
+            return True
+        _declare_dead(row, "stopped")
+        return False
     try:
-        rq_job = RQJob.fetch(row.rq_id, connection=get_redis())
-        status = rq_job.get_status(refresh=True)
+        status = RQJob.fetch(row.rq_id, connection=get_redis()).get_status(refresh=True)
     except NoSuchJobError:
         status = None
-    if status in (None, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED):
-        row.status = JobStatus.FAILED
-        row.ended_at = utcnow()
-        row.error = row.error or "The job stopped before finishing (the worker was interrupted). Run it again to resume."
-        db.session.commit()
+    except RedisError:
+        return True  # can't tell now: never fail a job on a guess
+    if status in (None, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED, RQStatus.FINISHED):
+        _declare_dead(row, "lost")
         return False
     return True
+
+
+def reconcile_all() -> int:
+    """Reconcile every queued or running row (the scheduler does this every minute); how many died."""
+    rows = db.session.scalars(db.select(Job).where(Job.status.in_(ACTIVE_STATUSES))).all()
+    return sum(1 for row in rows if not reconcile(row))
+
+
+def _declare_dead(row: Job, how: str) -> None:
+    where = f" at {row.progress_done} of {row.progress_total}" if row.progress_total else ""
+    requeue = row.kind in REQUEUE_BY_THEMSELVES and not (row.params or {}).get("requeued_from")
+    if how == "lost":
+        what = "The job was lost before it could finish (the job queue restarted or dropped it)"
+    else:
+        what = f"The worker running this stopped{where} (its process or machine died)"
+    if "void" in row.kind:
+        row.error = (f"{what}. The void may or may not have reached Sage: check Sage before retrying "
+                     "(the void page shows what Sage says now).")
+    elif requeue:
+        row.error = f"{what}. It was queued again by itself and resumes with what is still pending."
+    elif row.kind in REQUEUE_BY_THEMSELVES:
+        row.error = f"{what}, for the second time; it was not queued again. Run it again to resume."
+    else:
+        row.error = f"{what}. Nothing was lost: run it again to resume."
+    row.status = JobStatus.FAILED
+    row.ended_at = utcnow()
+    row.lease_expires_at = None
+    db.session.commit()
+    leases.release(get_redis(), row.id)
+    if requeue:
+        _requeue(row)
+
+
+def _requeue(row: Job) -> None:
+    from portal.integrations.sage import enqueue as sage_jobs
+
+    branch = row.branch
+    what = (row.params or {}).get("what") or ("invoices" if "invoice" in row.kind else "contacts")
+    try:
+        sage_jobs.start_sync(branch, what, requested_by=row.requested_by, puppeteer=row.puppeteer,
+                             params={"requeued_from": row.id}, note=" again by itself after its worker stopped")
+    except JobRefused as refused:
+        row.error += f" (It could not be queued again: {refused})"
+        db.session.commit()
 
 
 def enqueue(

@@ -16,3 +16,20 @@ def count_contacts(progress, branch_id: int, fail: bool = False):
     if fail:
         raise JobFailure("Sage said no: the test asked for a failure.")
     return {"summary": f"Counted {len(ids)} contacts.", "count": len(ids)}
+
+
+@portal_job
+def write_slowly(progress, branch_id: int, steps: int, pause: float):
+    """Rename the branch's contacts one a step, checking the lease before each write, as syncs do."""
+    import time
+
+    from portal.models import Contact
+
+    rows = db.session.scalars(db.select(Contact).where(Contact.branch_id == branch_id).order_by(Contact.id)).all()
+    for n, contact in enumerate(rows[:steps]):
+        time.sleep(pause)
+        progress.check()
+        contact.name = f"written {n}"
+        db.session.commit()
+        progress.update(n + 1, steps)
+    return {"summary": f"Wrote {steps}."}

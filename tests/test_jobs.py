@@ -1,10 +1,12 @@
 """The job machinery: one enqueue path, duplicates refused, a real worker, the progress partial."""
+from datetime import timedelta
+
 import pytest
 from rq.job import Job as RQJob
 
 from portal import jobqueue
 from portal.extensions import db
-from portal.models import Job, JobStatus
+from portal.models import Job, JobStatus, utcnow
 from tests import factories
 
 pytestmark = pytest.mark.postgres
@@ -75,7 +77,7 @@ def test_a_job_whose_worker_vanished_is_failed_and_no_longer_blocks(app, redis_c
     again = _enqueue(business.branches[0], user)
     db.session.expire_all()
     assert db.session.get(Job, row.id).status == JobStatus.FAILED
-    assert "interrupted" in db.session.get(Job, row.id).error
+    assert "stopped" in db.session.get(Job, row.id).error  # no lease: nothing renews it
     assert again.status == JobStatus.QUEUED
 
 
@@ -104,7 +106,8 @@ def test_progress_partial_shows_a_running_job_with_counts(app, client, auth):
     rq_job.meta.update({"done": 40, "total": 160, "failures": 2, "eta_seconds": 90})
     rq_job.save_meta()
     rq_job.set_status("started")
-    db.session.execute(db.update(Job).where(Job.id == row.id).values(status=JobStatus.RUNNING))
+    db.session.execute(db.update(Job).where(Job.id == row.id).values(
+        status=JobStatus.RUNNING, lease_expires_at=utcnow() + timedelta(minutes=1)))
     db.session.commit()
     auth.login(user)
     html = client.get(f"/jobs/{row.id}", headers={"HX-Request": "true"}).get_data(as_text=True)

@@ -66,6 +66,8 @@ class Job(db.Model):
     # `rq_job_id` names the RQ job that carries the row now (None: the row's own id).
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
     resume_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # While running, the job renews this (portal/leases.py); a row whose lease lapsed is dead.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     branch = relationship("Branch")
     requested_by = relationship("User", foreign_keys=[requested_by_id])

@@ -22,8 +22,12 @@ def database_snapshot() -> dict:
 
 
 def job(branch, kind: str, status: JobStatus, *, created_at=None, **fields) -> Job:
-    """A job row as the integrations leave it."""
+    """A job row as the integrations leave it (a running one holds a live lease, as a working job does)."""
     import uuid
+    from datetime import timedelta
+
+    if status == JobStatus.RUNNING:
+        fields.setdefault("lease_expires_at", utcnow() + timedelta(hours=1))
 
     row = Job(id=uuid.uuid4().hex, kind=kind, branch_id=branch.id, status=status,
               description=fields.pop("description", kind), created_at=created_at or utcnow(), **fields)

@@ -58,9 +58,13 @@ def _start(branch, kind: str, func: str, description: str, *, args: tuple, param
         params = {**params, "puppet_session_id": puppet_session.id}
     job = enqueue(kind, func, branch=branch, requested_by=requested_by, puppeteer=puppeteer,
                   description=description, args=args, params=params)
-    who = f" by support ({puppeteer.email}) for {requested_by.email}" if puppeteer else ""
+    if puppeteer is not None:
+        who = f" by support ({puppeteer.email}) for {requested_by.email}"
+    else:
+        who = "" if requested_by is not None else " by the schedule"
     audit.record(f"{kind}_requested", f"{description} requested{who}{note}", branch=branch,
                  details={"job_id": job.id, **{k: v for k, v in params.items() if k != "reason"},
-                          "requested_by_id": requested_by.id, "puppeteer_id": puppeteer.id if puppeteer else None})
+                          "requested_by_id": requested_by.id if requested_by else None,
+                          "puppeteer_id": puppeteer.id if puppeteer else None})
     db.session.commit()
     return job

@@ -367,6 +367,7 @@ def sync_contacts(branch_id: int, progress) -> dict:
             index = SageIndex.build(client, "contacts", counters.total)
         for batch in _open_batches(Contact, branch_id):
             for contact in batch:
+                progress.check()
                 counters.count(push_contact(client, contact, index))
             counters.batches_done += 1
             db.session.commit()
@@ -627,6 +628,7 @@ def sync_invoices(branch_id: int, progress) -> dict:
             index = SageIndex.build(client, "sales_invoices", counters.total)
         for batch in _open_batches(Invoice, branch_id, *issued):
             for invoice in batch:
+                progress.check()
                 counters.count(push_invoice(client, invoice, mapper, index))
             counters.batches_done += 1
             db.session.commit()

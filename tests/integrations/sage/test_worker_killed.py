@@ -1,5 +1,7 @@
-"""A worker killed mid-run (SIGKILL, while Sage is slow) and a fresh run afterwards leave every
-contact in Sage exactly once: batches commit, and the resumed mass re-sync looks contacts up first."""
+"""A worker killed mid-run (SIGKILL, while Sage is slow): with no person involved, its lease lapses,
+the portal fails the row and queues the sync again by itself, and the next worker finishes it with
+every contact in Sage exactly once (batches commit, and the resumed mass re-sync matches Sage's
+contacts before creating any)."""
 from __future__ import annotations
 
 import os
@@ -11,10 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from rq.registry import StartedJobRegistry
-
+from portal import jobqueue
 from portal.extensions import db
-from portal.jobqueue import get_queue
 from portal.models import Contact, Job, JobStatus, SyncState
 from tests import factories
 from tests.integrations.sage.conftest import connect, sage_contacts
@@ -25,8 +25,9 @@ CONTACTS = 80  # the subprocess worker uses the default batch of 50
 
 @pytest.fixture
 def app_settings(app_settings):
-    # About 200 requests in a few seconds: lift the per-minute limit so the test needn't wait for it.
-    return {**app_settings, "SAGE_RATE_LIMIT_PER_MINUTE": 1000}
+    # About 200 requests in a few seconds: lift the per-minute limit so the test needn't wait for it;
+    # a short lease so the dead run is noticed in seconds.
+    return {**app_settings, "SAGE_RATE_LIMIT_PER_MINUTE": 1000, "JOB_LEASE_SECONDS": 2}
 
 
 def _start_worker(app_settings: dict, log_path: Path) -> subprocess.Popen:
@@ -98,18 +99,21 @@ def test_a_worker_killed_mid_run_then_restarted_leaves_every_contact_in_sage_onc
     assert _synced() < CONTACTS  # the batch in flight was lost locally …
     assert len(sage_contacts(sandbox)) > _synced()  # … though Sage had created some of it
 
-    # RQ notices a dead worker when its heartbeat lapses (about 90 s); don't wait for it here.
-    StartedJobRegistry(queue=get_queue()).cleanup(timestamp=time.time() + 3600)
-    response = client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/contacts")
-    assert response.status_code == 302
+    # No person: the lease lapses and the scheduler's minutely reconcile finds the row dead.
     killed = db.session.scalars(db.select(Job).order_by(Job.created_at)).first()
-    assert killed.status == JobStatus.FAILED and "interrupted" in killed.error
+    assert jobqueue.reconcile(killed) is True  # the lease still holds for a moment
+    time.sleep(2.5)
+    assert jobqueue.reconcile_all() == 1
+    db.session.expire_all()
+    killed = db.session.get(Job, killed.id)
+    assert killed.status == JobStatus.FAILED and "queued again by itself" in killed.error, killed.error
+    assert f"at {killed.progress_done} of {CONTACTS}" in killed.error or killed.progress_total is None
 
     sandbox.state.set_latency(0)
     worker = _start_worker(app_settings, tmp_path / "worker-2.log")
     try:
         resumed = _wait_for(lambda: db.session.scalar(db.select(Job).where(Job.status == JobStatus.FINISHED)),
-                            60, "the resumed run to finish")
+                            60, "the run queued again to finish")
     finally:
         worker.terminate()
         try:
@@ -118,6 +122,7 @@ def test_a_worker_killed_mid_run_then_restarted_leaves_every_contact_in_sage_onc
             _kill_hard(worker)
 
     # The resumed mass re-sync read Sage's contacts once and linked what the killed run created.
+    assert resumed.params["requeued_from"] == killed.id
     assert resumed.result["matched_by"] == "listed" and resumed.result["linked"] >= 1, resumed.result
     references = Counter(c["reference"] for c in sage_contacts(sandbox))
     assert set(references) == {c.reference for c in rows}
