@@ -32,6 +32,14 @@ def test_customer_connects_sage_syncs_and_voids_an_invoice(app, sandbox, page, l
 
     page.get_by_role("button", name="Sync contacts").click()
     expect(page.get_by_text("Sent 3 contacts to Sage: 3 created")).to_be_visible(timeout=20_000)
+    # GST is 10% and this Sage business has no 10% rate: the portal chooses none, and says so.
+    page.get_by_role("link", name="Change ledger accounts and tax rates").click()
+    gst = page.get_by_label("Tax rate “gst”")
+    expect(page.get_by_text("Sage lists no 10% tax rate for this business")).to_be_visible()
+    gst.select_option("GB_STANDARD")
+    page.get_by_role("button", name="Save mapping").click()
+    expect(page.get_by_text("to the Sage mapping")).to_be_visible()
+
     page.get_by_role("button", name="Sync invoices").click()
     expect(page.get_by_text("Sent 1 invoices to Sage: 1 created")).to_be_visible(timeout=20_000)
     assert len(sandbox.state.businesses[SOLO_BUSINESS].contacts) == 3
