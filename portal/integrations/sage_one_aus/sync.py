@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from portal import audit, jobqueue, keys
 from portal.extensions import db
+from portal.voids import VoidOutcome, find_invoice_unscoped
 from portal.integrations.sage_one_aus import credentials, ratelimit, shapes
 from portal.integrations.sage_one_aus.client import API_KEY_REFUSED, SageOneClient
 from portal.integrations.sage_one_aus.errors import (
@@ -39,7 +40,6 @@ from portal.models import (
     Provider,
     SyncOutcome,
     SyncState,
-    unscoped,
     utcnow,
 )
 
@@ -49,12 +49,12 @@ SYNC_KIND = "sage_one_aus.sync"
 VOID_KIND = "sage_one_aus.void"
 IN_FLIGHT = "Being sent to Sage One AUS…"
 
-# Void outcomes, recorded in the job result and in the "sage_one_aus.void" audit event.
-REVERSED = "reversed"
-ALREADY_REVERSED = "already_reversed"
-NEVER_SYNCED = "never_synced"
-MISSING_IN_SAGE = "missing_in_sage"
-SAGE_REFUSED = "sage_refused"
+# Void outcomes (portal/voids.py, shared with Sage), recorded in the job result and the audit event.
+REVERSED = VoidOutcome.REVERSED
+ALREADY_REVERSED = VoidOutcome.ALREADY_REVERSED
+NEVER_SYNCED = VoidOutcome.NEVER_SYNCED
+MISSING_IN_SAGE = VoidOutcome.MISSING_IN_SAGE
+SAGE_REFUSED = VoidOutcome.SAGE_REFUSED
 
 # The portal's line codes and the Sage One account / tax type names they mean.
 ACCOUNT_NAMES = {"sales": "Sales", "labour": "Sales - Labour", "parts": "Sales - Parts",
@@ -123,7 +123,7 @@ def enqueue_sync(branch, user, private_key: bytes | None, puppeteer=None) -> Job
 
 def void_target(branch, invoice_id: int) -> Invoice | None:
     """The branch's invoice for a void, looked up unscoped: soft-deleted invoices can be voided too."""
-    return db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id, Invoice.branch_id == branch.id))
+    return find_invoice_unscoped(branch.id, invoice_id)
 
 
 def enqueue_void(branch, user, private_key: bytes | None, invoice: Invoice, reason: str, puppeteer=None) -> Job:
@@ -388,7 +388,7 @@ def run_void(branch_id: int, invoice_id: int, private_key: bytes, reason: str, p
              actor_id: int | None = None) -> dict:
     """Reverse one invoice in Sage One AUS with a credit note for its full amount (found unscoped,
     so soft-deleted invoices too); returns the outcome or raises SyncStopped."""
-    invoice = db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id, Invoice.branch_id == branch_id))
+    invoice = find_invoice_unscoped(branch_id, invoice_id)
     if invoice is None:
         raise SyncStopped("That invoice doesn't exist on this branch; nothing was voided.")
     progress.update(0, 1)
