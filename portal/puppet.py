@@ -176,11 +176,12 @@ def puppet_read_only(provider) -> str | None:
 
 def _target_business_id(puppet_session: PuppetSession) -> int:
     """The business the thing a request acts on belongs to: the branch's, the checklist run's, the
-    job's or the named business's; else (the account itself) the puppeted customer's."""
+    job's or the named business's (when it exists: an audit row may only name a real business);
+    else (the account itself) the puppeted customer's."""
     from flask import request
 
     from portal.ids import parse_id
-    from portal.models import Branch, ChecklistRun, Job
+    from portal.models import Branch, Business, ChecklistRun, Job
 
     args = request.view_args or {}
     if args.get("branch_id") is not None:
@@ -190,10 +191,11 @@ def _target_business_id(puppet_session: PuppetSession) -> int:
     elif args.get("job_id") is not None:
         found = db.session.scalar(db.select(Branch.business_id).join(Job, Job.branch_id == Branch.id)
                                   .where(Job.id == str(args["job_id"])))
-    elif args.get("business_id") is not None:
-        found = args["business_id"]
     else:
-        found = parse_id(request.form.get("business_id")) if request.endpoint == "checklists.start" else None
+        named = args.get("business_id")
+        if named is None and request.endpoint == "checklists.start":
+            named = parse_id(request.form.get("business_id"))
+        found = db.session.scalar(db.select(Business.id).where(Business.id == named)) if named is not None else None
     return found or puppet_session.business_id
 
 

@@ -242,6 +242,13 @@ def test_a_refused_or_failed_write_is_not_recorded_as_a_change(puppeting, integr
     assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "puppet.write")) is None
 
 
+def test_a_refused_write_naming_a_business_that_does_not_exist_is_audited_under_the_puppeted_one(puppeting, client):
+    # The audit row may only name a real business (PostgreSQL enforces the foreign key).
+    assert client.post("/support/customers/999999/puppet", data={"reason": "x"}).status_code == 403
+    refused = db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "puppet.write_refused"))
+    assert refused.business_id == puppeting["business"].id and refused.details["status"] == 403
+
+
 def test_writes_outside_a_puppet_session_are_not_recorded_as_puppet_writes(world, integration_routes, client, auth):
     auth.login(world["customer"])
     client.post(f"/_test/sage/branches/{world['business'].branches[0].id}/sync")
