@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 FLASK  := $(VENV)/bin/flask --app app
 
-.PHONY: setup run test test-postgres bench bench-console bench-sync clean
+.PHONY: setup system-packages run test test-sqlite test-postgres lint bench bench-console bench-sync clean
 
 setup: $(VENV)/.installed static/vendor/htmx.min.js
 
@@ -25,18 +25,31 @@ static/vendor/htmx.min.js: node_modules/htmx.org/dist/htmx.min.js
 run: setup
 	$(PY) -m devtools.run
 
-# The whole suite on SQLite and a private Redis; then the database tests on PostgreSQL when one
-# answers (PORTAL_TEST_DATABASE_URL, else 127.0.0.1:5432).
-test: setup
-	$(PY) -m pytest
+# The Debian packages the tests need and the machine lacks: installed as root with apt-get, else
+# named, and make stops (devtools/system_packages.sh).
+system-packages:
+	@PYTHON=$(PYTHON) bash devtools/system_packages.sh
+
+# The whole suite on SQLite, then the whole suite again on PostgreSQL: PORTAL_TEST_DATABASE_URL,
+# else 127.0.0.1:5432 when it answers, else a private cluster started for the run. Both use a
+# private Redis. Browser tests fail rather than skip when Chromium is missing.
+test: system-packages
+	$(MAKE) --no-print-directory setup
+	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
+test-sqlite test-postgres: export PORTAL_TEST_REQUIRE_BROWSER = 1
+
+test-sqlite: setup
+	env -u PORTAL_TEST_DATABASE_URL $(PY) -m pytest
+
 test-postgres: setup
-	@url="$$($(PY) -m devtools.postgres)"; \
-	if [ -n "$$url" ]; then \
-	  echo "PostgreSQL answers: running the database tests there"; \
-	  PORTAL_TEST_DATABASE_URL="$$url" $(PY) -m pytest -m postgres -q; \
-	else echo "No PostgreSQL answers: database tests ran on SQLite only"; fi
+	$(PY) -m devtools.postgres run -- $(PY) -m pytest -q
+
+# ruff (pyproject.toml) and vulture (dead code; whitelist in devtools/vulture_whitelist.py).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vulture
 
 bench: bench-console bench-sync
 
