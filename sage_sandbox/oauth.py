@@ -14,8 +14,6 @@ from .state import AccessToken, AuthorizationCode, RefreshToken, SandboxState
 bp = Blueprint("sandbox_oauth", __name__)
 
 SCOPES = ("full_access", "readonly")
-TOKEN_FIELDS = ("access_token", "scope", "token_type", "expires_in", "refresh_token",
-                "refresh_token_expires_in", "requested_by_id")
 
 
 class OAuthError(Exception):

@@ -20,7 +20,7 @@ def _int_rules(app):
 def _path(rule, value: str) -> str:
     # Build by hand: url building would refuse the out-of-range number itself.
     path = rule.rule
-    for name, converter in rule._converters.items():
+    for name in rule._converters:
         path = path.replace(f"<int:{name}>", value).replace(f"<{name}>", "contacts")
     return path
 

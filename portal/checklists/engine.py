@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CHECK, QUESTION, ACTION, OUTCOME = "check", "question", "action", "outcome"
-RESULTS = ("pass", "warn", "fail", "unknown")
 SKIPPED = "skipped"
 
 
