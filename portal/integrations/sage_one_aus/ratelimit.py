@@ -24,10 +24,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app
-from limits import RateLimitItemPerSecond, parse
+from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -202,7 +202,3 @@ def back_off(seconds: float) -> None:
     """Wait before a retry, on the pacing clock."""
     clock().pause(seconds)
 
-
-def per_hour(amount: int):
-    """A `limits` item of `amount` per hour (failed logins)."""
-    return parse(f"{int(amount)}/hour")
