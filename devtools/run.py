@@ -64,6 +64,8 @@ def main() -> int:
                           json={"uri": f"{env['PORTAL_PUBLIC_URL']}/integrations/sage/callback"}, timeout=5)
         processes.append(subprocess.Popen(
             [str(BIN / "flask"), "--app", "app", "worker"], cwd=ROOT, env=env))
+        processes.append(subprocess.Popen(  # scheduled syncs, idle sign-ins renewed, dead jobs noticed
+            [str(BIN / "flask"), "--app", "app", "scheduler"], cwd=ROOT, env=env))
         processes.append(subprocess.Popen(
             [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "app:app"],
             cwd=ROOT, env=env))  # processes and threads: gunicorn.conf.py

@@ -1,4 +1,4 @@
-"""Command-line entry points: `flask --app app demo-data | demo-totp | worker | create-user`."""
+"""Command-line entry points: `flask --app app demo-data | demo-totp | worker | scheduler | create-user`."""
 from __future__ import annotations
 
 import click
@@ -30,6 +30,14 @@ def register(app: Flask) -> None:
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"{code}  (the code for {demo.SUPPORT_EMAIL}; it changes every 30 seconds)")
+
+    @app.cli.command("scheduler")
+    def scheduler():
+        """Run the scheduler: queues the minutely schedule job (only one leads, however many run)."""
+        from portal.extensions import get_redis
+        from portal.scheduler import build_scheduler
+
+        build_scheduler(get_redis(), current_app.config["RQ_QUEUE"]).start()
 
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")

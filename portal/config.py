@@ -42,6 +42,8 @@ class Config:
     SAGE_RATE_MARGIN = 0.1
     # Requests per Sage business per day (reference A6: Sage may cap a business at about 2,500); 0: none.
     SAGE_DAILY_REQUEST_BUDGET = 2500
+    # An idle Sage branch's sign-in is renewed by the schedule this many days before it would lapse.
+    SAGE_REFRESH_MARGIN_DAYS = 7.0
     # Sage's counting windows: its rate limit's minute and its daily budget's day (tests shorten them).
     SAGE_RATE_WINDOW_SECONDS = 60
     SAGE_BUDGET_WINDOW_SECONDS = 86400

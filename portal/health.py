@@ -1,4 +1,4 @@
-"""GET /healthz: database, Redis and live workers, as JSON; 503 when any is down."""
+"""GET /healthz: database, Redis, live workers and the scheduler, as JSON; 503 when any but the scheduler is down."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import db, get_redis
 from portal.jobqueue import get_queue
+from portal.scheduler import scheduler_alive
 
 bp = Blueprint("health", __name__)
 
@@ -16,7 +17,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     """Report each dependency as "up" or "down" (never the error text, which may hold a URL)."""
-    report = {"database": "down", "redis": "down", "workers": 0}
+    report = {"database": "down", "redis": "down", "workers": 0, "scheduler": "down"}
     try:
         db.session.execute(text("SELECT 1"))
         report["database"] = "up"
@@ -27,8 +28,11 @@ def healthz():
         get_redis().ping()
         report["redis"] = "up"
         report["workers"] = Worker.count(queue=get_queue())
+        report["scheduler"] = "up" if scheduler_alive(get_redis()) else "down"
     except RedisError:
         current_app.logger.warning("healthz: redis unreachable")
+    # Pages work without the scheduler; only syncs that run by themselves wait for it, so it is
+    # reported but does not make the portal unhealthy.
     healthy = report["database"] == "up" and report["redis"] == "up" and report["workers"] > 0
     report["status"] = "ok" if healthy else "degraded"
     return jsonify(report), 200 if healthy else 503

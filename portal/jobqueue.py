@@ -12,6 +12,7 @@ from datetime import datetime
 from flask import current_app
 from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.job import Dependency
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
@@ -145,8 +146,12 @@ def enqueue(
     args: tuple = (),
     params: dict | None = None,
     retries: int = 0,
+    after: Job | None = None,
 ) -> Job:
-    """Queue `func(job_id, *args)` for a branch; raises JobAlreadyRunning or JobRefused."""
+    """Queue `func(job_id, *args)` for a branch; raises JobAlreadyRunning or JobRefused.
+
+    `after`: start only once that job has ended (RQ holds this one deferred until then).
+    """
     if active_job(branch.id, kind) is not None:
         raise JobAlreadyRunning(active_job(branch.id, kind))
     row = Job(
@@ -177,6 +182,7 @@ def enqueue(
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
             description=description,
+            depends_on=Dependency(jobs=[after.rq_id], allow_failure=True) if after is not None else None,
         )
     except RedisError:
         row.status = JobStatus.FAILED

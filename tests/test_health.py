@@ -5,7 +5,8 @@ from portal.worker import build_worker
 def test_healthz_reports_503_without_a_worker(app, client):
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json == {"database": "up", "redis": "up", "workers": 0, "status": "degraded"}
+    assert response.json == {"database": "up", "redis": "up", "workers": 0, "scheduler": "down",
+                             "status": "degraded"}
 
 
 def test_healthz_counts_a_live_worker(app, client):
@@ -25,3 +26,14 @@ def test_healthz_reports_redis_down_without_leaking_the_url(app_settings):
     assert response.status_code == 503
     assert response.json["redis"] == "down" and response.json["database"] == "up"
     assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_healthz_reports_the_scheduler_while_one_leads(app, client, redis_client):
+    from portal.scheduler import build_scheduler
+
+    cron = build_scheduler(redis_client, app.config["RQ_QUEUE"])
+    assert client.get("/healthz").json["scheduler"] == "down"
+    assert cron.is_leader()
+    assert client.get("/healthz").json["scheduler"] == "up"
+    cron.register_death()
+    assert client.get("/healthz").json["scheduler"] == "down"

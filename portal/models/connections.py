@@ -98,6 +98,11 @@ class Connection(db.Model):
     mass_resync_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     mass_resync_total: Mapped[int | None] = mapped_column()
 
+    # --- Scheduled syncs (Sage): how often, when the schedule last ran, and what it did then.
+    sync_every: Mapped[str] = mapped_column(String(10), default="15m", server_default="15m")
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    schedule_note: Mapped[str | None] = mapped_column(Text)
+
     branch = relationship("Branch", back_populates="connection")
     connected_by = relationship("User", foreign_keys=[connected_by_id])
     credentials_owner = relationship("User", foreign_keys=[credentials_owner_id])

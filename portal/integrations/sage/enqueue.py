@@ -35,11 +35,17 @@ def refuse_unless_on_sage(branch) -> None:
 
 
 def start_sync(branch, what: str, *, requested_by, puppeteer=None, puppet_session=None,
-               params: dict | None = None, note: str = "") -> Job:
-    """Queue the branch's contact or invoice sync; raises NotOnSage, JobAlreadyRunning or JobRefused."""
+               params: dict | None = None, note: str = "", after: Job | None = None) -> Job:
+    """Queue the branch's contact or invoice sync; raises NotOnSage, JobAlreadyRunning or JobRefused.
+
+    `requested_by` None: the schedule asked. `after`: start once that job has ended.
+    """
     kind, func, description = SYNC_JOBS[what]
+    if requested_by is None:
+        description = f"Scheduled: {description[0].lower()}{description[1:]}"
     return _start(branch, kind, func, description, args=(branch.id,), params={"what": what, **(params or {})},
-                  requested_by=requested_by, puppeteer=puppeteer, puppet_session=puppet_session, note=note)
+                  requested_by=requested_by, puppeteer=puppeteer, puppet_session=puppet_session, note=note,
+                  after=after)
 
 
 def start_void(branch, invoice, reason: str, *, requested_by, puppeteer=None, puppet_session=None,
@@ -52,12 +58,12 @@ def start_void(branch, invoice, reason: str, *, requested_by, puppeteer=None, pu
 
 
 def _start(branch, kind: str, func: str, description: str, *, args: tuple, params: dict, requested_by,
-           puppeteer, puppet_session, note: str) -> Job:
+           puppeteer, puppet_session, note: str, after: Job | None = None) -> Job:
     refuse_unless_on_sage(branch)
     if puppet_session is not None:
         params = {**params, "puppet_session_id": puppet_session.id}
     job = enqueue(kind, func, branch=branch, requested_by=requested_by, puppeteer=puppeteer,
-                  description=description, args=args, params=params)
+                  description=description, args=args, params=params, after=after)
     if puppeteer is not None:
         who = f" by support ({puppeteer.email}) for {requested_by.email}"
     else:

@@ -65,6 +65,20 @@ def describe_age(moment: datetime | None) -> str | None:
     return "less than a minute"
 
 
+def describe_until(moment: datetime | None) -> str | None:
+    """'in 12 minutes', 'in 3 hours', 'within a minute' until `moment` (None: never)."""
+    if moment is None:
+        return None
+    seconds = int((moment - utcnow()).total_seconds())
+    if seconds < 60:
+        return "within a minute"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = round(seconds / size) if size > 60 else seconds // size
+            return f"in {n} {unit}{'s' if n != 1 else ''}"
+    return "within a minute"
+
+
 def token_health(connection: Connection | None) -> TokenHealth | None:
     if connection is None or connection.token_issued_at is None:
         return None

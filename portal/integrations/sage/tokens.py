@@ -156,3 +156,10 @@ class TokenProvider:
             connection = db.session.get(Connection, self.connection_id)
             self._good_until = connection.access_token_expires_at - REFRESH_MARGIN
         return self._token
+
+
+def refresh_now(connection_id: int, before_refresh=None) -> None:
+    """Refresh the connection's tokens now, whatever their age (an idle branch's refresh token
+    nearing its 31 days), under the same lock as every refresh; raises like access_token."""
+    connection = _reload(connection_id)
+    access_token(connection_id, force=True, stale=_access_of(connection), before_refresh=before_refresh)

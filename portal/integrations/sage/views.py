@@ -23,16 +23,21 @@ from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
 from portal import puppet
+from portal import schedule as sage_schedule
 from portal.access import branch_for, customer_required
 from portal.integrations.sage import connect as sage_connect
 from portal.integrations.sage import enqueue as sage_jobs
 from portal.integrations.sage import mapping as sage_mapping
 from portal.integrations.sage import pages, sync
-from portal.jobqueue import JobAlreadyRunning, JobRefused, live_progress
+from portal.jobqueue import JobAlreadyRunning, JobRefused
 from portal.models import InvoiceStatus, Provider
 from portal.voids import find_invoice_unscoped
+from portal.web import wants_fragment
 
 bp = Blueprint("sage", __name__, url_prefix="/integrations/sage")
+
+RECORDS_FRAGMENT = "sage-records"  # the ids of the page's parts that htmx asks for alone
+VOIDABLE_FRAGMENT = "sage-voidable"
 
 VOID_REASON_MAX = 200
 
@@ -74,12 +79,15 @@ def branch(branch_id: int):
     branch = branch_for(current_user, branch_id)
     connection = pages.branch_connection(branch)
     args = request.args
-    records = pages.records(branch.id, args.get("kind", "contacts"), args.get("state", "open"),
-                            args.get("q", ""), args.get("page", 1, type=int))
-    if request.headers.get("HX-Request") and args.get("part") == "records":
-        return render_template("integrations/sage/_records.html", branch=branch, records=records)
+    # The filter forms and pagers (htmx) get the fragment they target, from the page's own URL.
+    fragment = request.htmx.target if wants_fragment() else None
+    if fragment != VOIDABLE_FRAGMENT:
+        records = pages.records(branch.id, args.get("kind", "contacts"), args.get("state", "open"),
+                                args.get("q", ""), args.get("page", 1, type=int))
+        if fragment == RECORDS_FRAGMENT:
+            return render_template("integrations/sage/_records.html", branch=branch, records=records)
     voidable = pages.voidable_invoices(branch.id, args.get("vq", ""), args.get("vpage", 1, type=int))
-    if request.headers.get("HX-Request") and args.get("part") == "voidable":
+    if fragment == VOIDABLE_FRAGMENT:
         return render_template("integrations/sage/_voidable.html", branch=branch, voidable=voidable)
     return render_template(
         "integrations/sage/branch.html",
@@ -191,6 +199,27 @@ def sync_now(branch_id: int, kind: str):
     return _start_job(branch, lambda **who: sage_jobs.start_sync(branch, kind, **who))
 
 
+@bp.post("/branches/<int:branch_id>/schedule")
+@customer_required
+def schedule(branch_id: int):
+    """Change how often the branch syncs by itself (also while puppeting, audited)."""
+    branch = branch_for(current_user, branch_id)
+    connection = _sage_connection(branch)
+    if connection is None or not connection.is_active:
+        flash("This branch isn't connected to Sage, so it has no schedule.", "error")
+        return redirect(_page_url(branch.id))
+    puppeteer = puppet.current_puppeteer()
+    by = f" (changed by support, {puppeteer.email}, for {current_user.email})" if puppeteer else ""
+    try:
+        changed = sage_schedule.set_schedule(connection, request.form.get("every", ""), by=by)
+    except sage_schedule.ScheduleRefused as refused:
+        flash(f"{refused} Nothing was changed.", "error")
+        return redirect(_page_url(branch.id)), 302
+    label = sage_schedule.LABELS[connection.sync_every]
+    flash(f"This branch now syncs by itself {label}." if changed else f"It already syncs {label}.", "success")
+    return redirect(_page_url(branch.id))
+
+
 @bp.route("/branches/<int:branch_id>/mapping", methods=["GET", "POST"])
 @customer_required
 def mapping(branch_id: int):
@@ -253,29 +282,31 @@ def void(branch_id: int, invoice_id: int):
 
 def _start_job(branch, start):
     """Run `start(requested_by=…, puppeteer=…, puppet_session=…)` and answer as the page expects:
-    the progress fragment for htmx, else a redirect with a message; a refusal changes nothing."""
+    the branch's running jobs for htmx (with the refusal, if any), else a redirect with a message;
+    a refusal changes nothing."""
     try:
         job = start(requested_by=current_user, puppeteer=puppet.current_puppeteer(),
                     puppet_session=puppet.current_session())
     except JobAlreadyRunning as running:
-        job, message = running.existing, str(running)
-        if request.headers.get("HX-Request") and job is not None:
-            return _progress(job), 409
-        flash(message, "info")
+        if request.htmx:
+            return _running(branch, "Already running", str(running), level="info"), 409
+        flash(str(running), "info")
         return redirect(_page_url(branch.id))
     except JobRefused as refused:
-        if request.headers.get("HX-Request"):
-            return render_template("_error_fragment.html", title="Not started", message=str(refused)), 409
+        if request.htmx:
+            return _running(branch, "Not started", str(refused)), 409
         flash(str(refused), "error")
         return redirect(_page_url(branch.id))
-    if request.headers.get("HX-Request"):
-        return _progress(job), 202
+    if request.htmx:
+        return _running(branch), 202
     flash(f"{job.description}: started. Its progress is shown below.", "success")
     return redirect(_page_url(branch.id))
 
 
-def _progress(job):
-    return render_template("_job_progress.html", job=job, progress=live_progress(job))
+def _running(branch, title: str | None = None, message: str | None = None, level: str = "error"):
+    notice = {"title": title, "message": message, "level": level} if title else None
+    return render_template("integrations/sage/_running.html", running=pages.running_jobs(branch.id),
+                           notice=notice)
 
 
 @bp.app_template_global("sage_age")
@@ -288,6 +319,16 @@ def _sage_age(moment):
 def _sage_needs_business(connection) -> bool:
     """Signed in to Sage but no Sage business chosen yet (the card and page ask for the choice)."""
     return pages.needs_business_choice(connection)
+
+
+@bp.app_template_global("sage_schedule")
+def _sage_schedule(connection) -> dict | None:
+    """The branch's schedule as the card and page show it: how often, when next, what it did last."""
+    if connection is None or connection.provider != Provider.SAGE or not connection.is_active:
+        return None
+    every = connection.sync_every or sage_schedule.DEFAULT
+    return {"every": every, "label": sage_schedule.LABELS[every], "choices": sage_schedule.LABELS,
+            "next": pages.describe_until(sage_schedule.next_sync_at(connection)), "note": connection.schedule_note}
 
 
 @bp.app_template_global("sage_days_left")
