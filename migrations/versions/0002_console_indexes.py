@@ -6,10 +6,6 @@ Create Date: 2026-11-25 13:34:16.801339
 
 """
 from alembic import op
-import sqlalchemy as sa
-
-import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0002_console_indexes'

@@ -5,11 +5,10 @@ Revises: 0002_console_indexes
 Create Date: 2026-11-25 13:35:49.808677
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0003_sage_account_mappings'

@@ -5,11 +5,10 @@ Revises: 0003_sage_account_mappings
 Create Date: 2026-11-25 13:36:37.213343
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0004_checklist_runs'

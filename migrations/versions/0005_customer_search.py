@@ -7,11 +7,8 @@ Create Date: 2026-11-25 14:10:40.343544
 """
 from collections import defaultdict
 
-from alembic import op
 import sqlalchemy as sa
-
-import portal.models.base
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005_customer_search'

@@ -5,11 +5,10 @@ Revises: 0005_customer_search
 Create Date: 2026-11-26 09:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0006_password_resets_2fa'

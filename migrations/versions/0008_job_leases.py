@@ -5,11 +5,10 @@ Revises: 0007_sage_pacing
 Create Date: 2026-12-02 05:40:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0008_job_leases'
