@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nUnder load: {args.concurrency} concurrent clients, up to {args.requests} requests per page "
               f"in {args.rounds} interleaved rounds, gunicorn {_server_shape(args)}, "
               f"{os.cpu_count()} CPUs")
-        print("| page | requests | mean ms | p50 ms | p95 ms | p50 vs login | per round |\n|---|---|---|---|---|---|---|")
+        print("| page | requests | mean ms | p50 ms | p95 ms | p50 vs login | per round |\n"
+              "|---|---|---|---|---|---|---|")
         baseline_label = next(iter(plan))
         baseline = _summary(samples[baseline_label])["p50"]
         ratios = {}
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = _summary(timings)
             ratios[label] = stats["p50"] / baseline
             rounds = [statistics.median(r) / statistics.median(b)
-                      for r, b in zip(samples.rounds[label], samples.rounds[baseline_label])]
+                      for r, b in zip(samples.rounds[label], samples.rounds[baseline_label], strict=False)]
             print(f"| {label} | {stats['n']} | {stats['mean']:.1f} | {stats['p50']:.1f} | {stats['p95']:.1f} "
                   f"| {ratios[label]:.2f}× | {min(rounds):.2f}–{max(rounds):.2f}× |")
         worst = max(ratios.values())

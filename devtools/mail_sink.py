@@ -23,7 +23,7 @@ class MailSink:
         self.port = port or free_port()
         self._controller = Controller(Mailbox(str(self.directory)), hostname=self.host, port=self.port)
 
-    def start(self) -> "MailSink":
+    def start(self) -> MailSink:
         self._controller.start()
         return self
 

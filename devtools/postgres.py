@@ -61,8 +61,11 @@ def find() -> str | None:
 
 def server_binaries() -> Path | None:
     """The folder holding `initdb` and `postgres`: Debian's newest /usr/lib/postgresql/N/bin, else PATH."""
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                    key=lambda path: int(Path(path).parent.parent.name) if Path(path).parent.parent.name.isdigit() else 0)
+    def version(initdb: str) -> int:
+        name = Path(initdb).parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
     if debian:
         return Path(debian[-1]).parent
     initdb = shutil.which("initdb")
