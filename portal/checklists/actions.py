@@ -99,7 +99,8 @@ def _sage_one_aus(run, actor: Actor, start) -> ActionResult:
         raise ActionRefused(str(refused)) from None
     except JobAlreadyRunning as running:
         existing = running.existing
-        return ActionResult("Already running; follow it below.", {"job_id": existing.id if existing else None}, existing)
+        return ActionResult("Already running; follow it below.", {"job_id": existing.id if existing else None},
+                            existing)
     except JobRefused as refused:
         raise ActionRefused(str(refused)) from None
     return ActionResult(f"{job.description}: started.", {"job_id": job.id}, job)
@@ -149,5 +150,6 @@ def rerun_void(run, actor: Actor) -> ActionResult:
         from portal.integrations.sage import enqueue as sage_jobs
 
         return _enqueue_sage(run, actor, lambda **who: sage_jobs.start_void(run.branch, invoice, reason, **who))
-    return _sage_one_aus(run, actor, lambda s: s.enqueue_void(run.branch, actor.acting_as, actor.private_key, invoice,
-                                                              reason, puppeteer=actor.real if actor.puppet_session else None))
+    return _sage_one_aus(run, actor, lambda s: s.enqueue_void(
+        run.branch, actor.acting_as, actor.private_key, invoice, reason,
+        puppeteer=actor.real if actor.puppet_session else None))

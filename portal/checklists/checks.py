@@ -236,7 +236,8 @@ def sage_refresh_token(ctx: CheckContext) -> CheckResult:
     evidence = {"state": conn.state.value, "state_reason": conn.state_reason,
                 "sage_business": conn.sage_business_name, "token_issued_at": when(conn.token_issued_at),
                 "token_age": _ago(conn.token_issued_at, ctx.now),
-                "refresh_token_expires_at": when(expires), "has_refresh_token": "yes" if conn.refresh_token_enc else "no"}
+                "refresh_token_expires_at": when(expires),
+                "has_refresh_token": "yes" if conn.refresh_token_enc else "no"}
     if conn.state == ConnectionState.NEEDS_REAUTH:
         return CheckResult(FAIL, "Sage no longer accepts the branch's sign-in: the customer must reconnect.",
                            evidence)

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from portal.checklists import scenarios
 from portal.checklists.checks import STUCK_AFTER
 from portal.checklists.engine import Scenario
-from portal.voids import find_invoice_unscoped
 from portal.extensions import db
 from portal.models import (
     ACTIVE_STATUSES,
@@ -24,6 +23,7 @@ from portal.models import (
     SyncOutcome,
     utcnow,
 )
+from portal.voids import find_invoice_unscoped
 
 RECENT_VOIDS = timedelta(days=30)
 
@@ -76,7 +76,7 @@ def for_business(business: Business) -> list[Suggestion]:
         conn = branch.connection
         branch_jobs = jobs.get(branch.id, [])
 
-        def add(scenario: Scenario, reason: str) -> None:
+        def add(scenario: Scenario, reason: str, branch=branch) -> None:
             found.append(Suggestion(scenario, branch, reason))
 
         if conn is not None and conn.provider == Provider.SAGE_ONE_AUS:

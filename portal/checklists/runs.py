@@ -12,10 +12,19 @@ from flask import abort
 
 from portal import audit, puppet
 from portal.checklists import actions, checks, scenarios
-from portal.checklists.engine import ACTION, CHECK, OUTCOME, QUESTION, SKIPPED, Scenario, Walk, evidence_values, \
-    format_message, walk
+from portal.checklists.engine import (
+    ACTION,
+    CHECK,
+    OUTCOME,
+    QUESTION,
+    SKIPPED,
+    Scenario,
+    Walk,
+    evidence_values,
+    format_message,
+    walk,
+)
 from portal.extensions import db
-from portal.voids import find_invoice_unscoped
 from portal.models import (
     Branch,
     Business,
@@ -29,6 +38,7 @@ from portal.models import (
     unscoped,
     utcnow,
 )
+from portal.voids import find_invoice_unscoped
 
 MAX_NOTE = 2000
 MAX_MESSAGE = 5000

@@ -11,9 +11,9 @@ from flask_login import current_user
 
 from portal import puppet, sessions
 from portal.access import support_required
-from portal.ids import form_id
 from portal.checklists import actions, matching, runs, scenarios
 from portal.extensions import db
+from portal.ids import form_id
 from portal.models import Branch, Business, RunOutcome
 
 bp = Blueprint("checklists", __name__, url_prefix="/support/checklists")
