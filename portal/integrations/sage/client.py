@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -176,7 +176,8 @@ class OAuthClient:
             body = call()
         except OAuthError as exc:
             if exc.error == "invalid_grant":
-                raise SageTokenRejected("Sage no longer accepts this sign-in (the token expired or was revoked).") from None
+                raise SageTokenRejected(
+                    "Sage no longer accepts this sign-in (the token expired or was revoked).") from None
             raise SageAuthError(f"Sage refused the sign-in ({exc.error}).") from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"

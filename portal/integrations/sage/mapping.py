@@ -144,7 +144,8 @@ def save(connection: Connection, form: dict[str, str], lookups: dict[str, list[d
     """
     current = rows(connection, lookups)
     by_field = {row.field: row for row in current}
-    submitted = {name: (value or "").strip() for name, value in form.items() if name.startswith((LEDGER + ":", TAX + ":"))}
+    submitted = {name: (value or "").strip() for name, value in form.items()
+                 if name.startswith((LEDGER + ":", TAX + ":"))}
     if not submitted:
         raise MappingRefused("Choose a Sage ledger account or tax rate for at least one code.")
     chosen: list[tuple[MappingRow, Option]] = []

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import redis
 from limits import RateLimitItemPerSecond
@@ -104,7 +104,7 @@ class BusinessRateLimit:
     def day_renews_at(self) -> datetime:
         """When the daily budget starts again."""
         stats = self.fixed.get_window_stats(self.day, NAMESPACE, "day", self.business_id)
-        return datetime.fromtimestamp(stats.reset_time, timezone.utc)
+        return datetime.fromtimestamp(stats.reset_time, UTC)
 
     def requests_left_today(self) -> int | None:
         """How many requests the daily budget still allows (None without a budget)."""

@@ -257,7 +257,8 @@ def flag_mass_resync(connection: Connection) -> int:
     """
     branch_id = connection.branch_id
     live = (Contact.branch_id == branch_id, Contact.deleted_at.is_(None))
-    with_ids = db.session.scalar(db.select(func.count()).select_from(Contact).where(*live, Contact.sage_id.is_not(None)))
+    with_ids = db.session.scalar(
+        db.select(func.count()).select_from(Contact).where(*live, Contact.sage_id.is_not(None)))
     if with_ids:
         return 0
     result = db.session.execute(
@@ -366,9 +367,12 @@ def sync_contacts(branch_id: int, progress) -> dict:
         if connection.mass_resync_started_at is not None and counters.total:
             index = SageIndex.build(client, "contacts", counters.total)
         for batch in _open_batches(Contact, branch_id):
-            for contact in batch:
-                progress.check()
-                counters.count(push_contact(client, contact, index))
+            # The batch's changes stay in memory until its commit, so no write transaction (on
+            # SQLite, the one database lock) is held while the run waits on Sage.
+            with db.session.no_autoflush:
+                for contact in batch:
+                    progress.check()
+                    counters.count(push_contact(client, contact, index))
             counters.batches_done += 1
             db.session.commit()
             counters.report(progress)
@@ -381,7 +385,8 @@ def sync_contacts(branch_id: int, progress) -> dict:
         raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} contacts were "
                           "processed; the rest stay pending and the next run resumes with them.") from None
     _record_outcome(connection, succeeded=counters.failures == 0)
-    if connection.mass_resync_started_at is not None and not _count_open(Contact, branch_id, Contact.sync_state == SyncState.PENDING):
+    if connection.mass_resync_started_at is not None and not _count_open(
+            Contact, branch_id, Contact.sync_state == SyncState.PENDING):
         connection.mass_resync_started_at = None
     db.session.commit()
     summary = (f"Sent {counters.done} contacts to Sage: {counters.created} created, {counters.linked} linked "
@@ -513,7 +518,8 @@ def default_choice(kind: str, code: str, items: list[dict]) -> Choice:
     words = code.lower().replace("_", " ").replace("-", " ").split()
 
     def named(candidates):
-        return [i for i in candidates if any(w in (i.get("name") or i.get("displayed_as") or "").lower() for w in words)]
+        return [i for i in candidates
+                if any(w in (i.get("name") or i.get("displayed_as") or "").lower() for w in words)]
 
     if kind == AccountMapper.LEDGER:
         match = named(items)
@@ -627,9 +633,10 @@ def sync_invoices(branch_id: int, progress) -> dict:
         if counters.total:
             index = SageIndex.build(client, "sales_invoices", counters.total)
         for batch in _open_batches(Invoice, branch_id, *issued):
-            for invoice in batch:
-                progress.check()
-                counters.count(push_invoice(client, invoice, mapper, index))
+            with db.session.no_autoflush:  # short write transactions: see sync_contacts
+                for invoice in batch:
+                    progress.check()
+                    counters.count(push_invoice(client, invoice, mapper, index))
             counters.batches_done += 1
             db.session.commit()
             counters.report(progress)
