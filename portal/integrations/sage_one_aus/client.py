@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 from flask import current_app
@@ -316,7 +316,8 @@ class SageOneClient:
     def find(self, service: str, **fields) -> dict | None:
         """The first `{service}` whose fields equal the values given, or None (an OData $filter)."""
         terms = [
-            f"{name} eq {value}" if isinstance(value, int) else f"{name} eq '{str(value).replace(chr(39), chr(39) * 2)}'"
+            f"{name} eq {value}" if isinstance(value, int)
+            else f"{name} eq '{str(value).replace(chr(39), chr(39) * 2)}'"
             for name, value in fields.items()
         ]
         what = f"a {service} look-up"

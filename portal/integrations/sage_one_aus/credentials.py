@@ -19,7 +19,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 from limits import parse
 

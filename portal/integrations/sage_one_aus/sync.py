@@ -15,7 +15,6 @@ from decimal import Decimal
 
 from portal import audit, jobqueue, keys
 from portal.extensions import db
-from portal.voids import VoidOutcome, find_invoice_unscoped
 from portal.integrations.sage_one_aus import credentials, ratelimit, shapes
 from portal.integrations.sage_one_aus.client import API_KEY_REFUSED, SageOneClient
 from portal.integrations.sage_one_aus.errors import (
@@ -42,6 +41,7 @@ from portal.models import (
     SyncState,
     utcnow,
 )
+from portal.voids import VoidOutcome, find_invoice_unscoped
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,8 @@ def _is_reversed(document: dict) -> bool:
 
 def _credit_lines(document: dict) -> list[dict]:
     """The invoice's lines for a credit note of its full amount; numbers read in either form, sent as numbers."""
-    price = "UnitPriceInclusive" if shapes.flag(document.get("Inclusive"), _INVOICE, "Inclusive") else "UnitPriceExclusive"
+    inclusive = shapes.flag(document.get("Inclusive"), _INVOICE, "Inclusive")
+    price = "UnitPriceInclusive" if inclusive else "UnitPriceExclusive"
     lines = document.get("Lines")
     if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
         raise shapes.unusable(_INVOICE, "no lines")
