@@ -3,8 +3,8 @@ from portal.models.accounts import Branch, Business, Role, User, find_user_by_em
 from portal.models.audit import AuditEvent, AuditLogIsAppendOnly, PuppetSession
 from portal.models.base import SoftDeleteMixin, unscoped, utcnow
 from portal.models.checklists import ChecklistRun, ChecklistStepResult, RunOutcome, RunStatus
-from portal.models.credentials import PasswordResetToken, RecoveryCode
 from portal.models.connections import Connection, ConnectionState, Provider, SyncOutcome
+from portal.models.credentials import PasswordResetToken, RecoveryCode
 from portal.models.customer_search import CustomerSearch
 from portal.models.jobs import ACTIVE_STATUSES, Job, JobStatus
 from portal.models.ledger import (

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import value_enum, UTCDateTime, utcnow
+from portal.models.base import UTCDateTime, utcnow, value_enum
 
 
 class Role(str, enum.Enum):
@@ -50,7 +50,7 @@ class Branch(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     business: Mapped[Business] = relationship(back_populates="branches")
-    connection: Mapped["Connection | None"] = relationship(  # noqa: F821
+    connection: Mapped[Connection | None] = relationship(  # noqa: F821
         back_populates="branch", uselist=False
     )
 

@@ -8,8 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import value_enum, UTCDateTime, utcnow
-
+from portal.models.base import UTCDateTime, utcnow, value_enum
 
 
 class RunStatus(str, enum.Enum):

@@ -9,8 +9,7 @@ from sqlalchemy import Date, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import value_enum, SoftDeleteMixin, UTCDateTime, utcnow
-
+from portal.models.base import SoftDeleteMixin, UTCDateTime, utcnow, value_enum
 
 
 class SyncState(str, enum.Enum):
