@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased
@@ -84,9 +84,9 @@ def _statement(query: AuditQuery):
         prefix = query.kind if query.kind.endswith(".") else query.kind + "."
         stmt = stmt.where(or_(AuditEvent.kind == query.kind, AuditEvent.kind.startswith(prefix, autoescape=True)))
     if query.date_from:
-        stmt = stmt.where(AuditEvent.occurred_at >= datetime.combine(query.date_from, time.min, timezone.utc))
+        stmt = stmt.where(AuditEvent.occurred_at >= datetime.combine(query.date_from, time.min, UTC))
     if query.date_to:
-        end = datetime.combine(query.date_to + timedelta(days=1), time.min, timezone.utc)
+        end = datetime.combine(query.date_to + timedelta(days=1), time.min, UTC)
         stmt = stmt.where(AuditEvent.occurred_at < end)
     return stmt.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
 

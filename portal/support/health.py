@@ -2,17 +2,18 @@
 
 Each filter is defined once, as an SQL predicate (for counts, search, and the flags beside each
 search result: `flag_columns`) and as a Python check on a loaded Connection (for the customer
-page), so the overview, the filtered search and the at-a-glance badges always agree. Every predicate leads with an indexed column so a count
-is an index range scan, not a scan of every connection; the console reuses the counts for a few
-seconds (`recent_overview`) and says how old they are.
+page), so the overview, the filtered search and the at-a-glance badges always agree. Every
+predicate leads with an indexed column so a count is an index range scan, not a scan of every
+connection; the console reuses the counts for a few seconds (`recent_overview`) and says how old
+they are.
 """
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
 
 from flask import current_app
 from markupsafe import Markup
@@ -186,7 +187,7 @@ def overview(ctx: HealthContext) -> list[HealthCount]:
     counts = db.session.execute(
         select(*(select(func.count(Connection.id)).where(f.sql(ctx)).scalar_subquery() for f in FILTERS))
     ).one()
-    return [HealthCount(f, f.describe(ctx), n) for f, n in zip(FILTERS, counts)]
+    return [HealthCount(f, f.describe(ctx), n) for f, n in zip(FILTERS, counts, strict=True)]
 
 
 @dataclass
@@ -256,7 +257,7 @@ def moment_parameters(ctx: HealthContext) -> dict:
 
 def flags_of(row) -> list[HealthFilter]:
     """The health filters a row matches: its last columns are `flag_columns()` (NULL counts as no)."""
-    return [f for f, on in zip(FILTERS, row[-len(FILTERS):]) if on]
+    return [f for f, on in zip(FILTERS, row[-len(FILTERS):], strict=True) if on]
 
 
 def flags(connection: Connection | None, ctx: HealthContext) -> list[HealthFilter]:
