@@ -120,7 +120,8 @@ def authorize():
         state.codes[code] = AuthorizationCode(
             code, state.client_id, user.email, back, scope,
             state.now() + float(state.config["SANDBOX_CODE_SECONDS"]),
-            params["code_challenge"], params["code_challenge_method"] or ("plain" if params["code_challenge"] else None))
+            params["code_challenge"],
+            params["code_challenge_method"] or ("plain" if params["code_challenge"] else None))
     return redirect(_with_query(back, {"code": code, "country": country, "state": params["state"]}))
 
 

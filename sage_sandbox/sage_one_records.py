@@ -3,7 +3,7 @@
 import re
 import uuid
 import zlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from .seed import SEED_TIME, Company
@@ -25,7 +25,7 @@ class SageOneError(Exception):
 
 def stamp(ts: float) -> str:
     """Format a time as Sage One does: ISO-8601 without an offset."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def money(value) -> Decimal:
@@ -319,7 +319,8 @@ def save_document(company: Company, body: dict, existing: dict | None, now: floa
                  for kind in ("PostalAddress", "DeliveryAddress") for n in range(1, 6)}
     document.update({
         "CustomerId": customer["ID"], "CustomerName": customer["Name"], "Date": doc_date, "DueDate": due,
-        "Inclusive": inclusive, "Reference": str(body.get("Reference") or ""), "Message": str(body.get("Message") or ""),
+        "Inclusive": inclusive, "Reference": str(body.get("Reference") or ""),
+        "Message": str(body.get("Message") or ""),
         "ExternalReference": str(body.get("ExternalReference") or ""),
         "SalesRepresentativeId": _optional_id(body, "SalesRepresentativeId"), **addresses,
         "Lines": lines, "Exclusive": exclusive, "Tax": tax, "Total": exclusive + tax, "Modified": now,

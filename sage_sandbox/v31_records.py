@@ -2,7 +2,7 @@
 
 import re
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from .seed import SEED_TIME, Business, SageUser
@@ -32,16 +32,16 @@ class Invalid(Exception):
 
 def iso(ts: float) -> str:
     """Format a POSIX time the way Sage does: ISO-8601 UTC to the second with a Z."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_since(value: str) -> float:
     """Parse a date or date-time filter value into POSIX time; raises ValueError."""
     if DATE_RE.match(value):
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
     parsed = datetime.fromisoformat(value.replace(" ", "+"))  # '+' arrives as a space when not URL-encoded
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
