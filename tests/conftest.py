@@ -210,9 +210,8 @@ class AuthActions:
         email = getattr(user_or_email, "email", user_or_email)
         response = self._client.post("/login", data={"email": email, "password": password})
         if second_step and response.status_code == 302 and "/login/second-step" in response.headers["Location"]:
-            from portal.models import find_user_by_email
-
             from portal import two_factor
+            from portal.models import find_user_by_email
 
             user = find_user_by_email(email)
             if two_factor.is_enrolled(user):

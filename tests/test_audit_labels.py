@@ -69,7 +69,7 @@ def test_every_audit_row_with_a_branch_names_that_branchs_business(client, auth)
     auth.login(support)
     start_puppet(client, business, customer)
     client.post(f"/integrations/sage/branches/{business.branches[0].id}/sync/contacts")
-    client.post(f"/support/checklists/start", data={"scenario": "sage-one-aus-puppet-auth",
+    client.post("/support/checklists/start", data={"scenario": "sage-one-aus-puppet-auth",
                                                     "business_id": other.id, "branch_id": other.branches[0].id})
     rows = db.session.scalars(db.select(AuditEvent)).all()
     assert rows

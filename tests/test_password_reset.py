@@ -127,8 +127,7 @@ def test_a_new_password_that_breaks_the_rules_keeps_the_link_usable(client, auth
 
 
 def test_the_development_mail_page_shows_what_the_sink_received(app_settings, mail_sink, outbox):
-    from portal import create_app
-    from portal import mail
+    from portal import create_app, mail
 
     dev = create_app(dict(app_settings, ENV_NAME="development", DEV_MAILBOX=str(mail_sink.directory)))
     with dev.app_context():

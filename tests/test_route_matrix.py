@@ -3,7 +3,6 @@
 Each blueprint keeps a detailed matrix beside its own tests; this one walks `app.url_map`, so a
 new route is covered (or this test fails and says which route to classify) by construction.
 """
-import pytest
 
 from portal.extensions import db
 from portal.models import AuditEvent, Connection, Invoice, Job

@@ -19,7 +19,8 @@ def test_support_runs_the_mass_resync_checklist_from_the_suggestion_to_the_outco
                          mass_resync_total=120)
     factories.contacts(branch, 6)
     running = job(branch, "sage.sync_contacts", JobStatus.RUNNING, description="Sync contacts to Sage")
-    rq_job = Queue(app.config["RQ_QUEUE"], connection=redis_client).enqueue("jobs.sage.sync_contacts", job_id=running.id)
+    rq_job = Queue(app.config["RQ_QUEUE"], connection=redis_client).enqueue("jobs.sage.sync_contacts",
+                                                                            job_id=running.id)
     rq_job.meta.update({"done": 50, "total": 120, "batches_done": 1, "batches_total": 3, "failures": 0,
                         "eta_seconds": 180})
     rq_job.save_meta()
@@ -29,7 +30,8 @@ def test_support_runs_the_mass_resync_checklist_from_the_suggestion_to_the_outco
     page.goto(f"/support/customers/{business.id}")
     suggestions = page.locator("#suggested-checklists")
     expect(suggestions.get_by_text("Sage sync is uploading all contacts again")).to_be_visible()
-    suggestions.get_by_role("button", name="Start checklist: Sage sync is uploading all contacts again for Sydney").click()
+    suggestions.get_by_role("button",
+                            name="Start checklist: Sage sync is uploading all contacts again for Sydney").click()
 
     expect(page.get_by_role("heading", name="Sage sync is uploading all contacts again")).to_be_visible()
     progress_step = page.locator("#step-progress")

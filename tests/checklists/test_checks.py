@@ -76,7 +76,8 @@ def test_mass_resync_checks_pass_while_a_flagged_resync_runs_in_batches(business
     started = utcnow() - timedelta(minutes=3)
     factories.connection(branch, Provider.SAGE, mass_resync_started_at=started, mass_resync_total=5,
                          sage_business_id="biz-2", ids_sage_business_id="biz-2",
-                         first_authorized_at=utcnow() - timedelta(days=40), connected_at=utcnow() - timedelta(minutes=5),
+                         first_authorized_at=utcnow() - timedelta(days=40),
+                         connected_at=utcnow() - timedelta(minutes=5),
                          disconnected_at=utcnow() - timedelta(minutes=6))
     factories.contacts(branch, 5)
     running = job(branch, "sage.sync_contacts", JobStatus.RUNNING, description="Sync contacts to Sage")
@@ -200,15 +201,15 @@ def test_sync_jobs_check_passes_after_a_finished_sync(business):
 
 def _sage_branch_with_live_token(business, sandbox):
     """A branch connected to the sandbox's Sage business with a real token stored as the integration does."""
-    from sage_sandbox.testing import obtain_tokens
-
     from portal.integrations.sage.client import TokenSet
     from portal.integrations.sage.tokens import store_tokens
+    from sage_sandbox.testing import obtain_tokens
 
     branch = business.branches[0]
     body = obtain_tokens(sandbox.url, redirect_uri="http://localhost/integrations/sage/callback")
     tokens = TokenSet(access_token=body["access_token"], refresh_token=body["refresh_token"],
-                      expires_in=int(body["expires_in"]), refresh_token_expires_in=int(body["refresh_token_expires_in"]))
+                      expires_in=int(body["expires_in"]),
+                      refresh_token_expires_in=int(body["refresh_token_expires_in"]))
     sage_business = sorted(sandbox.state.businesses.values(), key=lambda b: b.name)[0]
     connection = factories.connection(branch, Provider.SAGE, sage_business_id=sage_business.id,
                                       sage_business_name=sage_business.name)
@@ -324,9 +325,9 @@ def test_sage_one_aus_void_check_says_a_live_read_needs_the_customer_and_uses_th
     contact = factories.contacts(branch, 1)[0]
     invoice = factories.invoice(branch, contact, sage_id="4711", status=InvoiceStatus.VOID)
     db.session.add(AuditEvent(kind="sage_one_aus.void", business_id=business.id, branch_id=branch.id,
-                              summary="Void of invoice: missing", details={"invoice_id": invoice.id,
-                                                                           "outcome": "missing_in_sage",
-                                                                           "message": "Sage One AUS has no tax invoice 4711"}))
+                              summary="Void of invoice: missing",
+                              details={"invoice_id": invoice.id, "outcome": "missing_in_sage",
+                                       "message": "Sage One AUS has no tax invoice 4711"}))
     db.session.commit()
     result = _run("sage_invoice_now", _ctx(branch, invoice))
     assert result.result == "warn"

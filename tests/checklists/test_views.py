@@ -129,7 +129,8 @@ def test_suggestions_follow_the_state(app):
 
     business = factories.business(branches=("A", "B", "C"))
     a, b, c = business.branches
-    factories.connection(a, Provider.SAGE, ConnectionState.NEEDS_REAUTH, rate_limited_until=utcnow() + timedelta(hours=1))
+    factories.connection(a, Provider.SAGE, ConnectionState.NEEDS_REAUTH,
+                         rate_limited_until=utcnow() + timedelta(hours=1))
     factories.connection(b, Provider.SAGE_ONE_AUS, ConnectionState.CREDENTIALS_REJECTED, sage_one_username="x@y.test")
     factories.connection(c, Provider.SAGE)
     contact = factories.contacts(c, 1)[0]

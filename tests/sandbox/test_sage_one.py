@@ -96,7 +96,7 @@ def test_more_than_twenty_failed_logins_in_an_hour_locks_the_username_for_a_day(
 
 def test_failed_logins_older_than_an_hour_do_not_count(sandbox):
     target = url(sandbox, "Company/Get", apikey=API_KEY)
-    for n in range(15):
+    for _ in range(15):
         requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test", "bad"))
     sandbox.state.advance_clock(3601)
     statuses = [requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test", "bad")).status_code

@@ -251,6 +251,6 @@ def test_a_non_ascii_password_is_checked_not_answered_with_500(sandbox, http):
     assert http.post("/_sandbox/sage-one/users/newcastle@harbour-auto.test/password",
                      json={"password": "pässwörd-ключ"}).ok
     target = url(sandbox, "Company/Get", apikey=API_KEY)
-    right = requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test".encode(), "pässwörd-ключ".encode()))
-    wrong = requests.get(target, headers=JSON, auth=("newcastle@harbour-auto.test".encode(), "pässwörd".encode()))
+    right = requests.get(target, headers=JSON, auth=(b"newcastle@harbour-auto.test", "pässwörd-ключ".encode()))
+    wrong = requests.get(target, headers=JSON, auth=(b"newcastle@harbour-auto.test", "pässwörd".encode()))
     assert (right.status_code, wrong.status_code) == (200, 401)

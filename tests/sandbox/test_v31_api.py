@@ -2,9 +2,15 @@
 
 import pytest
 
-from .helpers import (FLEET_BUSINESS, LEAD_BUSINESS, SOLO_BUSINESS, assert_error_array, new_contact, new_invoice,
-                      sales_ledger)
-
+from .helpers import (
+    FLEET_BUSINESS,
+    LEAD_BUSINESS,
+    SOLO_BUSINESS,
+    assert_error_array,
+    new_contact,
+    new_invoice,
+    sales_ledger,
+)
 
 # ------------------------------------------------------------------ authentication
 

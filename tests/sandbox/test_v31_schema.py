@@ -14,7 +14,7 @@ import copy
 import json
 import re
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jsonschema
@@ -76,7 +76,7 @@ def _live(node):
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec(path: Path, shape: str = "spec") -> dict:
     published = _closed(json.loads(path.read_text()))
     return _live(published) if shape == "live" else published

@@ -67,7 +67,8 @@ def test_the_timeline_merges_audit_events_and_jobs_newest_first(world, client, a
                  "12 contacts sent", "Sage answered 500 three times"]:
         assert text in timeline, text
     # Audit events are from just now; the jobs ended 20 and 30 minutes ago.
-    assert timeline.index("Checklist: sync uploads") < timeline.index("12 contacts sent") < timeline.index("three times")
+    assert (timeline.index("Checklist: sync uploads") < timeline.index("12 contacts sent")
+            < timeline.index("three times"))
 
 
 def test_puppet_sessions_appear_in_the_timeline(world, client, auth):

@@ -36,7 +36,8 @@ def test_support_cannot_end_another_persons_session(app, client, auth):
     start_puppet(_other_login(app, colleague), business, customer)
     session = live_session()
     auth.login(factories.support())
-    assert f"/support/puppet/sessions/{session.id}/end" not in client.get("/support/puppet/sessions").get_data(as_text=True)
+    listing = client.get("/support/puppet/sessions").get_data(as_text=True)
+    assert f"/support/puppet/sessions/{session.id}/end" not in listing
     response = client.post(f"/support/puppet/sessions/{session.id}/end")
     assert response.status_code == 403
     assert live_session() is not None

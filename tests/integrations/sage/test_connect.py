@@ -82,7 +82,8 @@ def test_callback_refuses_a_state_it_never_issued(client, auth, workshop, sandbo
     callback = sign_in_at_sage(sandbox, query)
     response = client.get("/integrations/sage/callback", query_string={"code": callback["code"], "state": "forged"})
     assert response.status_code == 400
-    assert "did not come from the portal" in response.get_data(as_text=True) or "expired" in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert "did not come from the portal" in body or "expired" in body
     assert workshop.connection() is None
 
 

@@ -41,7 +41,8 @@ def test_invoice_sync_sends_the_contact_first_and_maps_lines_to_ledger_accounts_
     line = in_sage[synced[0].number]["lines"][0]
     assert line["tax_rate_id"] == "GB_STANDARD"
     mappings = {m.kind: m for m in db.session.scalars(db.select(SageAccountMapping))}
-    assert mappings["ledger_account"].code == "sales" and mappings["ledger_account"].sage_id == line["ledger_account_id"]
+    assert mappings["ledger_account"].code == "sales"
+    assert mappings["ledger_account"].sage_id == line["ledger_account_id"]
     assert "Sales" in mappings["ledger_account"].sage_name
     assert mappings["tax_rate"].code == "vat_standard" and mappings["tax_rate"].sage_id == "GB_STANDARD"
     # Both were chosen by the portal, and each says why.

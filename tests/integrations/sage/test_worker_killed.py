@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from portal import jobqueue
 from portal.extensions import db
 from portal.models import Contact, Job, JobStatus, SyncState

@@ -5,7 +5,7 @@ waits. The sandbox enforces a small limit and the pacing clock moves time on ins
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 

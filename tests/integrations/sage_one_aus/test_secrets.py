@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy.engine import make_url
 
 from portal import keys
@@ -95,7 +94,8 @@ def test_no_password_or_private_key_in_the_database_redis_logs_or_pages(
         "redis afterwards": _redis_dump(redis_client),
         "logs": "\n".join(r.getMessage() + str(r.args) + (r.exc_text or "") for r in caplog.records).encode(),
         "pages": b"\n".join(p.get_data() for p in pages),
-        "job rows": repr([(j.params, j.result, j.error, j.description) for j in db.session.scalars(db.select(Job))]).encode(),
+        "job rows": repr([(j.params, j.result, j.error, j.description)
+                          for j in db.session.scalars(db.select(Job))]).encode(),
     }
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if url.drivername.startswith("sqlite"):
