@@ -12,8 +12,8 @@ from datetime import datetime
 from flask import current_app
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.job import Dependency
 from rq.exceptions import NoSuchJobError
+from rq.job import Dependency
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 from sqlalchemy.exc import IntegrityError

@@ -12,7 +12,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
-from portal.models.base import value_enum, UTCDateTime, utcnow
+from portal.models.base import UTCDateTime, utcnow, value_enum
 
 
 class Provider(str, enum.Enum):

@@ -116,7 +116,8 @@ def record_counts(branch_id: int) -> dict[str, dict[str, int]]:
     """Counts of each sync state, for contacts and for issued invoices."""
     counts: dict[str, dict[str, int]] = {}
     for name, model in RECORD_KINDS.items():
-        query = db.select(model.sync_state, func.count()).where(model.branch_id == branch_id, model.deleted_at.is_(None))
+        query = db.select(model.sync_state, func.count()).where(model.branch_id == branch_id,
+                                                                 model.deleted_at.is_(None))
         if model is Invoice:
             query = query.where(Invoice.status == InvoiceStatus.ISSUED)
         counts[name] = {state.value: 0 for state in SyncState}
