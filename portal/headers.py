@@ -48,6 +48,7 @@ def init_app(app: Flask) -> None:
         # nothing in between (or the browser's back button) may keep it.
         if request.endpoint != "static":
             response.headers["Cache-Control"] = "no-store"
-        if request.headers.get("HX-Request"):
-            response.headers.add("Vary", "HX-Request")
+            # Any page may answer an htmx request differently (a fragment, an error fragment, an
+            # HX-Redirect), so every one says so, whichever kind of request it answered.
+            response.vary.add("HX-Request")
         return response

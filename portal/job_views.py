@@ -23,5 +23,4 @@ def progress(job_id: str):
     job = job_for(current_user, job_id)
     if job.status.is_active:
         reconcile(job)
-    response = render_template("_job_progress.html", job=job, progress=live_progress(job))
-    return response, 200, {"Vary": "HX-Request"}
+    return render_template("_job_progress.html", job=job, progress=live_progress(job))

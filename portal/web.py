@@ -33,6 +33,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
 
+    app.add_template_filter(_money, "money")
+
     @app.context_processor
     def _layout_context():
         return {
@@ -41,7 +43,32 @@ def register(app: Flask) -> None:
             "puppet_just_ended": g.get("puppet_session_just_ended"),
         }
 
+    app.after_request(_htmx_error_without_target)
     headers.init_app(app)
+
+
+def _money(amount) -> str:
+    """An invoice total as the workshop's books hold it: AUD 1,234.50."""
+    return f"AUD {amount:,.2f}" if amount is not None else "—"
+
+
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of a page (a history restore needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+PAGE_ALERTS = "#page-alerts"
+
+
+def _htmx_error_without_target(response):
+    # htmx swaps 4xx/5xx answers (the htmx-config meta tag in base.html). A request whose element has
+    # no target of its own (no HX-Target: a crafted htmx.ajax, a button with no id) would swap the
+    # refusal over the body; the page's alert region shows it instead.
+    if (request.htmx and response.status_code >= 400 and not request.htmx.target
+            and "HX-Redirect" not in response.headers and "HX-Retarget" not in response.headers):
+        response.headers["HX-Retarget"] = PAGE_ALERTS
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response
 
 
 _TITLES = {
@@ -54,7 +81,7 @@ _TITLES = {
 
 
 def _render_error(status: int, title: str, message: str):
-    template = "_error_fragment.html" if request.headers.get("HX-Request") else "error.html"
+    template = "_error_fragment.html" if wants_fragment() else "error.html"
     return render_template(template, status=status, title=title, message=message), status
 
 

@@ -36,7 +36,7 @@ def _load_user(user_id: str):
 @login_manager.unauthorized_handler
 def _unauthorized():
     login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         # A fragment must not get a login page swapped into it: send the whole page there.
         response = make_response("", 401)
         response.headers["HX-Redirect"] = login_url

@@ -191,7 +191,7 @@ def require_second_factor():
     if real is None or not real.is_support or (sessions.record() or {}).get("second_factor"):
         return None
     target = url_for("auth.second_step")
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         response = make_response("", 401)
         response.headers["HX-Redirect"] = target
         return response

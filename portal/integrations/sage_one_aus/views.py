@@ -8,7 +8,6 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     flash,
-    make_response,
     redirect,
     render_template,
     request,
@@ -30,6 +29,7 @@ from portal.integrations.sage_one_aus.errors import (
     SageOneRateLimited,
 )
 from portal.jobqueue import JobRefused
+from portal.web import wants_fragment
 
 bp = Blueprint("sage_one_aus", __name__, url_prefix="/integrations/sage-one-aus")
 
@@ -40,7 +40,7 @@ bp.before_request(puppet.refuse_sage_one_aus_writes)
 @bp.errorhandler(puppet.PuppetReadOnly)
 def _puppet_refused(error: puppet.PuppetReadOnly):
     """Explain a refused write in a puppet session, with the checklist for it."""
-    template = "integrations/sage_one_aus/_puppet_refused.html" if request.headers.get("HX-Request") \
+    template = "integrations/sage_one_aus/_puppet_refused.html" if wants_fragment() \
         else "integrations/sage_one_aus/puppet_refused.html"
     return render_template(template, message=error.description), 403
 
@@ -70,11 +70,6 @@ def _to_page(branch_id: int):
 RECORDS_TEMPLATE = "integrations/sage_one_aus/_records.html"
 
 
-def _wants_records_fragment() -> bool:
-    """An htmx filter or page request gets the records table alone; a history restore needs the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
 def _records(branch, default_kind: str = "customers") -> overview.RecordsPage:
     args = request.args
     return overview.records(branch, args.get("kind") or default_kind, args.get("state"), args.get("q", ""),
@@ -87,18 +82,14 @@ def show(branch_id: int):
     """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history.
 
     An htmx request (the filter form, the pager) gets only the pending-and-failed fragment the page
-    includes, read in two queries; the full page and the fragment share one URL, so both vary on HX-Request.
+    includes, read in two queries; the full page and the fragment share one URL (both vary on HX-Request).
     """
     branch = _branch(branch_id)
-    if _wants_records_fragment():
-        response = make_response(render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch)))
-    else:
-        view = overview.branch_overview(branch)
-        response = make_response(render_template("integrations/sage_one_aus/branch.html", view=view,
-                                                 records=_records(branch, overview.waiting_kind(view.counts))))
-    if not request.headers.get("HX-Request"):  # portal.web adds it to htmx responses; caches need it on both
-        response.vary.add("HX-Request")
-    return response
+    if wants_fragment():
+        return render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch))
+    view = overview.branch_overview(branch)
+    return render_template("integrations/sage_one_aus/branch.html", view=view,
+                           records=_records(branch, overview.waiting_kind(view.counts)))
 
 
 @bp.get("/branches/<int:branch_id>/connect")

@@ -134,9 +134,9 @@ def test_a_contact_sage_refuses_is_recorded_with_sages_message_and_the_rest_carr
     page = client.get(f"/integrations/sage/branches/{workshop.head_office_id}?state=failed").get_data(as_text=True)
     assert "Too Long Ref" in page and "reference is too long" in page
     fragment = client.get(f"/integrations/sage/branches/{workshop.head_office_id}",
-                          query_string={"part": "records", "state": "failed", "q": "Too Long"},
-                          headers={"HX-Request": "true"})
-    assert fragment.get_data(as_text=True).lstrip().startswith("<div id=\"sage-records\">")
+                          query_string={"state": "failed", "q": "Too Long"},
+                          headers={"HX-Request": "true", "HX-Target": "sage-records"})
+    assert fragment.get_data(as_text=True).lstrip().startswith("<div id=\"sage-records\"")
     assert "Too Long Ref" in fragment.get_data(as_text=True)
 
 

@@ -74,7 +74,7 @@ def _fragment(client, world, **args):
 def _rows(body: str) -> list[str]:
     """The first cell of each row of the records table."""
     tbody = body.split('id="sync-rows"', 1)[1].split("</tbody>", 1)[0]
-    return [cell.strip() for cell in re.findall(r"<tr[^>]*>\s*<td>([^<]*)</td>", tbody)]
+    return [cell.strip() for cell in re.findall(r"<tr[^>]*>\s*<td[^>]*>([^<]*)</td>", tbody)]
 
 
 # --- filters ----------------------------------------------------------------------------------------
