@@ -42,6 +42,9 @@ class Config:
     SAGE_RATE_MARGIN = 0.1
     # Requests per Sage business per day (reference A6: Sage may cap a business at about 2,500); 0: none.
     SAGE_DAILY_REQUEST_BUDGET = 2500
+    # When Sage stops answering, a run waits this long before each new try (seconds, comma-separated),
+    # then gives up: about half an hour in all.
+    SAGE_OUTAGE_PAUSE_SECONDS = "60,120,300,600,900"
     # An idle Sage branch's sign-in is renewed by the schedule this many days before it would lapse.
     SAGE_REFRESH_MARGIN_DAYS = 7.0
     # Sage's counting windows: its rate limit's minute and its daily budget's day (tests shorten them).

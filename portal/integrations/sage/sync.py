@@ -379,6 +379,12 @@ def sync_contacts(branch_id: int, progress) -> dict:
     except BudgetExhausted as exhausted:
         counters.report(progress)  # keeps what Sage already confirmed, and shows how far it got
         raise _paused(connection, exhausted, counters, "contacts") from None
+    except SageUnavailable as error:
+        counters.report(progress)
+        _wait_out_outage(progress, counters, "contacts", error)
+        _record_outcome(connection, succeeded=False, error=error)
+        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} contacts were "
+                          "processed; the rest stay pending for the next run.") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()  # keep the contacts Sage already confirmed in this batch
         _record_outcome(connection, succeeded=False, error=error)
@@ -415,6 +421,26 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
     return RunPaused(f"Paused: this Sage business has used its daily request budget. {counters.done} of "
                      f"{counters.total} {noun} are done; the rest are sent when the budget renews "
                      f"at {exhausted.renews_at:%H:%M} UTC, by itself.{finish}", exhausted.renews_at)
+
+
+def _wait_out_outage(progress, counters: RunCounters, noun: str, error: SageUnavailable) -> None:
+    """Sage stopped answering: pause the run and try again later, a few times (raises RunPaused),
+    rather than burn its retries in seconds. Returns when the pauses are used up."""
+    from portal.models import Job
+
+    pauses = [int(p) for p in str(current_app.config["SAGE_OUTAGE_PAUSE_SECONDS"]).split(",") if p.strip()]
+    row = db.session.get(Job, progress.job_id) if getattr(progress, "job_id", None) else None
+    if row is None:
+        return
+    taken = int((row.params or {}).get("outage_pauses") or 0)
+    if taken >= len(pauses):
+        return
+    row.params = {**(row.params or {}), "outage_pauses": taken + 1}
+    db.session.commit()
+    resume_at = utcnow() + timedelta(seconds=pauses[taken])
+    raise RunPaused(f"Sage isn't answering right now ({error}). {counters.done} of {counters.total} {noun} are "
+                    f"done; the run waits and tries again at {resume_at:%H:%M:%S} UTC by itself "
+                    f"(wait {taken + 1} of {len(pauses)}).", resume_at)
 
 
 def _stop_reason(error: Exception) -> str:
@@ -643,6 +669,12 @@ def sync_invoices(branch_id: int, progress) -> dict:
     except BudgetExhausted as exhausted:
         counters.report(progress)
         raise _paused(connection, exhausted, counters, "invoices") from None
+    except SageUnavailable as error:
+        counters.report(progress)
+        _wait_out_outage(progress, counters, "invoices", error)
+        _record_outcome(connection, succeeded=False, error=error)
+        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} invoices were "
+                          "processed; the rest stay pending for the next run.") from None
     except (SageError, SyncStopped) as error:
         db.session.commit()
         _record_outcome(connection, succeeded=False, error=error)

@@ -374,3 +374,38 @@ def test_a_mass_resync_that_lists_sage_through_5xx_and_dropped_connections_dupli
     assert job.result["matched_by"] == "listed" and job.result["linked"] >= 30
     references = Counter(c["reference"] for c in sage_contacts(sandbox))
     assert set(references) == {c.reference for c in rows} and max(references.values()) == 1
+
+
+def test_a_run_waits_out_a_sage_outage_and_resumes_by_itself(client, auth, workshop, unlimited, app):
+    """Sage down (every request a 500) for a while: the run pauses and tries again later instead of
+    failing in seconds, then finishes with every contact in Sage once."""
+    from portal.worker import build_worker
+
+    app.config["SAGE_OUTAGE_PAUSE_SECONDS"] = "1,1,30"
+    sandbox = unlimited
+    auth.login(workshop.owner)
+    connect(client, sandbox, workshop.head_office_id)
+    rows = factories.contacts(workshop.head_office, 12)
+    sandbox.state.set_fault_rates(error_rate=1.0, drop_rate=0.0, seed_value=3)
+    job = _sync(client, workshop)
+    build_worker(app, simple=True).work(burst=True, with_scheduler=True)
+    db.session.expire_all()
+    job = db.session.get(Job, job.id)
+    assert job.status == JobStatus.QUEUED and job.resume_at is not None
+    assert "isn't answering" in job.result["summary"] and "wait 1 of 3" in job.result["summary"]
+
+    time.sleep(1.2)  # still down at the second try: it waits again
+    build_worker(app, simple=True).work(burst=True, with_scheduler=True)
+    db.session.expire_all()
+    assert "wait 2 of 3" in db.session.get(Job, job.id).result["summary"]
+
+    sandbox.state.set_fault_rates(error_rate=0.0, drop_rate=0.0)  # Sage is back
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and db.session.get(Job, job.id).status == JobStatus.QUEUED:
+        time.sleep(0.3)
+        build_worker(app, simple=True).work(burst=True, with_scheduler=True)
+        db.session.expire_all()
+    job = db.session.get(Job, job.id)
+    assert job.status == JobStatus.FINISHED, (job.status, job.error, job.result)
+    references = Counter(c["reference"] for c in sage_contacts(sandbox))
+    assert set(references) == {c.reference for c in rows} and max(references.values()) == 1
