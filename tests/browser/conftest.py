@@ -1,5 +1,9 @@
 """Browser fixtures: the real app on a loopback port, a real worker process, and Playwright
-driving Debian's Chromium (/usr/bin/chromium; no browser download)."""
+driving Debian's Chromium (/usr/bin/chromium; no browser download).
+
+Every browser journey ends with a secrets scan (`secrets_scan`, autouse): no password, Sage One AUS
+password, OAuth token, private key or TOTP secret anywhere it could leak (see `tests/browser/secrets_scan.py`).
+"""
 from __future__ import annotations
 
 import os
@@ -13,6 +17,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from devtools.redis_server import free_port
+from tests.browser.secrets_scan import SecretsScan
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,10 +90,23 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def secrets_scan(request, app, tmp_path):
+    """After each browser test: 0 secrets in the database, Redis, every process's log and every
+    response the browser received. Set up before the test's other fixtures, so it scans after the
+    worker has stopped (its log complete) and before the database and Redis are emptied."""
+    sandbox = request.getfixturevalue("sandbox") if "sandbox" in request.fixturenames else None
+    scan = SecretsScan(app, sandbox=sandbox, worker_log=tmp_path / "worker.log")
+    with scan.capturing_logs():
+        yield scan
+    scan.assert_no_secrets()
+
+
 @pytest.fixture
-def page(browser, live_server):
+def page(browser, live_server, secrets_scan):
     """A fresh browser page (own cookies) pointed at the live server."""
     context = browser.new_context(base_url=live_server)
+    secrets_scan.watch(context)
     context.set_default_timeout(10_000)
     page = context.new_page()
     refused = []  # the Content-Security-Policy must never have to block anything the portal sends
