@@ -172,3 +172,13 @@ def test_void_is_audited_with_the_outcome(synced, client, workshop, sandbox, run
     assert "sage.void_invoice_requested" in kinds and "sage.void_result" in kinds
     result = db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "sage.void_result"))
     assert result.details["outcome"] == "voided" and result.actor_id == workshop.owner_id
+
+
+def test_the_void_page_checks_what_sage_shows_now(synced, client, workshop, run_jobs, sandbox):
+    url = f"/integrations/sage/branches/{workshop.head_office_id}/invoices/{synced[0].id}/void"
+    page = client.get(url).get_data(as_text=True)
+    assert "Check in Sage" in page
+    assert "not void in Sage yet" in client.get(url, query_string={"check": 1}).get_data(as_text=True)
+    _void(client, workshop, synced[0].id, run_jobs=run_jobs)
+    checked = client.get(url, query_string={"check": 1}).get_data(as_text=True)
+    assert "Void (reason: Raised in error)" in checked
