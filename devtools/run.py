@@ -62,6 +62,7 @@ def main() -> int:
         if _wait_for(f"{sandbox_url}/_sandbox/state"):
             requests.post(f"{sandbox_url}/_sandbox/redirect-uris",
                           json={"uri": f"{env['PORTAL_PUBLIC_URL']}/integrations/sage/callback"}, timeout=5)
+            _flask("demo-connect", sandbox_url, env=env)  # Sydney on Sage from the start
         processes.append(subprocess.Popen(
             [str(BIN / "flask"), "--app", "app", "worker"], cwd=ROOT, env=env))
         processes.append(subprocess.Popen(  # scheduled syncs, idle sign-ins renewed, dead jobs noticed

@@ -18,6 +18,16 @@ def register(app: Flask) -> None:
         summary = demo.load()
         click.echo(summary)
 
+    @app.cli.command("demo-connect")
+    @click.argument("sandbox_url")
+    def demo_connect(sandbox_url: str):
+        """Sign the demo's Sydney branch in to the running Sage sandbox and queue its first sync (development)."""
+        if not current_app.config["DEMO_DATA_ALLOWED"]:
+            raise click.ClickException("demo-connect is only for development and test configurations.")
+        from portal import demo
+
+        click.echo(demo.connect_sage_branch(sandbox_url))
+
     @app.cli.command("demo-totp")
     def demo_totp():
         """Print the demo support user's current two-step sign-in code (development only)."""

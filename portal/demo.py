@@ -109,3 +109,63 @@ def support_code() -> str:
     if not two_factor.is_enrolled(support):
         two_factor.set_up(support, two_factor.new_secret())
     return two_factor.current_code(support)
+
+
+SAGE_DEMO_BRANCH = "Sydney"
+SAGE_DEMO_LOGIN = "sage@harbour-auto.test"
+
+
+def connect_sage_branch(sandbox_url: str) -> str:
+    """Development only: sign Sydney in to the sandbox's Harbour Auto Pty Ltd and start its first sync,
+    so a new user sees a live schedule, token age and job history at first sight.
+
+    The sandbox keeps nothing between runs, so this runs at every `make run`: it signs in again
+    through the sandbox's real consent page and token endpoint, and when the sandbox no longer holds
+    what the branch sent before, it clears the branch's Sage ids and lets the sync send them again.
+    """
+    from portal.integrations.sage import connect as sage_connect
+    from portal.integrations.sage import enqueue as sage_jobs
+    from portal.integrations.sage.client import OAuthClient, SageError
+    from portal.integrations.sage.tokens import store_tokens
+    from portal.jobqueue import JobRefused
+    from portal.models import Connection, ConnectionState, Provider
+    from sage_sandbox.seed import hex_id
+    from sage_sandbox.testing import authorize
+
+    from flask import current_app
+
+    branch = db.session.scalar(db.select(Branch).join(Business).where(
+        Business.name == "Harbour Auto", Branch.name == SAGE_DEMO_BRANCH))
+    owner = find_user_by_email(CUSTOMER_EMAIL)
+    if branch is None or owner is None:
+        return "No demo data to connect."
+    if branch.connection is not None and branch.connection.provider != Provider.SAGE and branch.connection.is_active:
+        return f"{branch.name} is connected to another provider; left as it is."
+    config = current_app.config
+    callback = sage_connect.redirect_uri()
+    try:
+        code = authorize(sandbox_url, SAGE_DEMO_LOGIN, client_id=config["SAGE_CLIENT_ID"],
+                         redirect_uri=callback)["code"]
+        tokens = OAuthClient.from_config(config).exchange_code(code, callback)
+    except (RuntimeError, SageError, KeyError) as exc:
+        return f"Could not sign {branch.name} in to the Sage sandbox ({exc})."
+    connection = branch.connection or Connection(branch_id=branch.id, provider=Provider.SAGE)
+    connection.provider, connection.state, connection.state_reason = Provider.SAGE, ConnectionState.CONNECTED, None
+    connection.connected_by_id = owner.id
+    connection.connected_at = connection.connected_at or utcnow()
+    connection.disconnected_at = None
+    db.session.add(connection)
+    db.session.flush()
+    store_tokens(connection, tokens)
+    lead = hex_id("business", "Harbour Auto Pty Ltd")
+    sandbox_is_fresh = connection.ids_sage_business_id == lead  # sent there in an earlier run of the sandbox
+    connection.sage_business_id = connection.ids_sage_business_id = lead
+    connection.sage_business_name = "Harbour Auto Pty Ltd"
+    if sandbox_is_fresh:
+        sage_connect.untrust_sage_ids(branch.id)  # this sandbox run holds none of them yet
+    db.session.commit()
+    try:
+        sage_jobs.start_sync(branch, "contacts", requested_by=owner, note=" (demo set-up)")
+    except JobRefused:
+        pass  # already queued or running
+    return f"Signed {branch.name} in to the Sage sandbox (Harbour Auto Pty Ltd) and queued its first contact sync."
