@@ -1,6 +1,8 @@
 """The last line of defence that keeps passwords out of every log line, at every level.
 
-Code that handles a password (the Sage One AUS client, for one) registers it with `protect()`. From
+Code that handles a password registers it with `protect()`: the Sage One AUS client its
+credentials, and the sign-in, password-change and reset views the portal's own passwords (once they
+opened an account or were accepted, so failed guesses can't crowd real secrets out). From
 then on every log record made in this process, by any logger (the portal's, requests', urllib3's,
 RQ's, Flask's), has the password removed before any handler sees it: in the message, its arguments,
 the traceback and the stack. Not only the whole password is removed but every part of it that

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal import accounts, password_reset, puppet, sessions, two_factor
+from portal import accounts, log_safety, password_reset, puppet, sessions, two_factor
 from portal.auth import throttle
 from portal.extensions import db
 from portal.models import utcnow
@@ -53,6 +53,9 @@ def login():
                 status = 401
             else:
                 user, private_key = result
+                # Registered only once it opened an account, so failed guesses can't crowd real
+                # secrets out of the filter's bounded list.
+                log_safety.protect(request.form["password"])
                 throttle.clear_account(email)
                 sessions.begin(user, private_key)
                 user.last_login_at = utcnow()
@@ -112,6 +115,8 @@ def change_password():
                 flash(str(exc), "error")
                 status = 400
             else:
+                log_safety.protect(request.form.get("current_password"))
+                log_safety.protect(new)
                 user = current_user._get_current_object()
                 extra = sessions.carried_over()
                 sessions.end_all_for(user.id)
@@ -169,6 +174,7 @@ def reset_password():
     except accounts.PasswordRejected as exc:
         flash(str(exc), "error")
         return render_template("auth/reset_password.html", token=token), 400
+    log_safety.protect(new)
     if current_user.is_authenticated:
         sessions.end()
     message = "Your password has been reset and every signed-in session has ended. Sign in with the new password."
