@@ -6,7 +6,7 @@ FLASK  := $(VENV)/bin/flask --app app
 
 .PHONY: setup system-packages run test test-sqlite test-postgres lint bench bench-console bench-sync clean
 
-setup: $(VENV)/.installed static/vendor/htmx.min.js
+setup: $(VENV)/.installed static/vendor/htmx.min.js static/vendor/axe.min.js
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ node_modules/htmx.org/dist/htmx.min.js: package.json package-lock.json
 	touch $@
 
 static/vendor/htmx.min.js: node_modules/htmx.org/dist/htmx.min.js
+	mkdir -p static/vendor
+	cp $< $@
+
+# axe-core: the accessibility checker the browser tests inject into every page (tests/browser/).
+node_modules/axe-core/axe.min.js: node_modules/htmx.org/dist/htmx.min.js
+	test -f $@ || npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static/vendor/axe.min.js: node_modules/axe-core/axe.min.js
 	mkdir -p static/vendor
 	cp $< $@
 

@@ -78,5 +78,5 @@ def test_a_sage_one_aus_write_in_a_puppet_session_shows_the_403_in_the_page_aler
     assert answer.value.status == 403
     alert = page.locator("#page-alerts").get_by_role("alert")
     expect(alert).to_contain_text("Refused: read-only while puppeting.")
-    expect(page.get_by_role("heading", name="Sage One AUS · Newcastle")).to_be_visible()  # the page is still there
+    expect(page.get_by_role("heading", name="Newcastle · Sage One AUS")).to_be_visible()  # the page is still there
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 0

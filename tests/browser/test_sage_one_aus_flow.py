@@ -24,7 +24,7 @@ def test_customer_connects_sage_one_aus_syncs_and_the_rows_land_in_the_sandbox(a
     page.get_by_role("button", name="Connect").click()
 
     expect(page.get_by_text("Connected to Sage One AUS as newcastle@harbour-auto.test")).to_be_visible()
-    expect(page.get_by_role("heading", name=re.compile("Sage One AUS · Newcastle"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("Newcastle · Sage One AUS"))).to_be_visible()
     customers_row = page.locator("#sync-counts tbody tr").first.locator("td")
     expect(customers_row).to_have_text(["0", "3", "0"])
 

@@ -328,7 +328,7 @@ def _start_job(branch, start):
 
 def _running(branch, title: str | None = None, message: str | None = None, level: str = "error"):
     notice = {"title": title, "message": message, "level": level} if title else None
-    return render_template("integrations/sage/_running.html", running=pages.running_jobs(branch.id),
+    return render_template("integrations/_running.html", running=pages.running_jobs(branch.id),
                            notice=notice)
 
 

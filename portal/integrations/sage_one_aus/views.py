@@ -28,7 +28,7 @@ from portal.integrations.sage_one_aus.errors import (
     SageOneLocked,
     SageOneRateLimited,
 )
-from portal.jobqueue import JobRefused
+from portal.jobqueue import JobAlreadyRunning, JobRefused, active_job
 from portal.web import wants_fragment
 
 bp = Blueprint("sage_one_aus", __name__, url_prefix="/integrations/sage-one-aus")
@@ -180,11 +180,26 @@ def sync_now(branch_id: int):
     branch = _branch(branch_id)
     try:
         sync.enqueue_sync(branch, current_user, sessions.private_key(), puppeteer=puppet.current_puppeteer())
+    except JobAlreadyRunning as exc:
+        if request.htmx:
+            return _running(branch, "Already running", str(exc), level="info"), 409
+        flash(str(exc), "info")
     except (sync.SyncRefused, JobRefused) as exc:
+        if request.htmx:
+            return _running(branch, "Not started", str(exc)), 409
         flash(str(exc), "error")
     else:
+        if request.htmx:
+            return _running(branch), 202
         flash("Sync started. Progress shows below.", "success")
     return _to_page(branch.id)
+
+
+def _running(branch, title: str | None = None, message: str | None = None, level: str = "error"):
+    """The branch's running Sage One AUS jobs (what the sync button swaps in), with a refusal if any."""
+    notice = {"title": title, "message": message, "level": level} if title else None
+    running = [job for job in (active_job(branch.id, kind) for kind in (sync.SYNC_KIND, sync.VOID_KIND)) if job]
+    return render_template("integrations/_running.html", running=running, notice=notice)
 
 
 def _invoice(branch, invoice_id: int):
