@@ -60,11 +60,24 @@ def login():
                 sessions.begin(user, private_key)
                 user.last_login_at = utcnow()
                 db.session.commit()
+                _sync_what_is_waiting(user, private_key)
                 target = _safe_next(request.args.get("next"))
                 if user.is_support:  # support's second step comes before anything else
                     return redirect(url_for("auth.second_step", next=target))
                 return redirect(target or home_for(user))
     return render_template("auth/login.html", email=email), status
+
+
+def _sync_what_is_waiting(user, private_key) -> None:
+    """Sage One AUS branches whose owner chose it: send what is waiting with the key just opened."""
+    from portal.integrations.sage_one_aus.on_sign_in import sync_waiting
+
+    try:
+        if sync_waiting(user, private_key):
+            flash("What was waiting is being sent to Sage One AUS, as you chose.", "info")
+    except Exception:  # a sign-in must never fail because of it
+        db.session.rollback()
+        current_app.logger.exception("sign-in sync could not be started")
 
 
 @bp.post("/logout")

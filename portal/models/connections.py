@@ -9,6 +9,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -102,6 +103,8 @@ class Connection(db.Model):
     sync_every: Mapped[str] = mapped_column(String(10), default="15m", server_default="15m")
     last_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     schedule_note: Mapped[str | None] = mapped_column(Text)
+    # Sage One AUS: send what is waiting each time the credentials' owner signs in (rule 8: never unattended).
+    sync_on_sign_in: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     branch = relationship("Branch", back_populates="connection")
     connected_by = relationship("User", foreign_keys=[connected_by_id])

@@ -173,6 +173,24 @@ def choose_company(branch_id: int):
     return _to_page(branch.id)
 
 
+@bp.post("/branches/<int:branch_id>/sync-on-sign-in")
+@customer_required
+def sync_on_sign_in(branch_id: int):
+    """Choose whether what is waiting is sent each time the login's owner signs in."""
+    from portal.integrations.sage_one_aus.on_sign_in import set_sync_on_sign_in
+
+    branch = _branch(branch_id)
+    connection = credentials.active_connection(branch)
+    if connection is None:
+        flash("This branch isn't connected to Sage One AUS.", "error")
+        return _to_page(branch.id)
+    on = request.form.get("on") == "yes"
+    set_sync_on_sign_in(connection, on)
+    flash("What is waiting is now sent to Sage One AUS each time you sign in." if on else
+          "What is waiting is no longer sent when you sign in; use Sync now.", "success")
+    return _to_page(branch.id)
+
+
 @bp.post("/branches/<int:branch_id>/sync")
 @customer_required
 def sync_now(branch_id: int):
