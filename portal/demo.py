@@ -123,6 +123,8 @@ def connect_sage_branch(sandbox_url: str) -> str:
     through the sandbox's real consent page and token endpoint, and when the sandbox no longer holds
     what the branch sent before, it clears the branch's Sage ids and lets the sync send them again.
     """
+    from flask import current_app
+
     from portal.integrations.sage import connect as sage_connect
     from portal.integrations.sage import enqueue as sage_jobs
     from portal.integrations.sage.client import OAuthClient, SageError
@@ -131,8 +133,6 @@ def connect_sage_branch(sandbox_url: str) -> str:
     from portal.models import Connection, ConnectionState, Provider
     from sage_sandbox.seed import hex_id
     from sage_sandbox.testing import authorize
-
-    from flask import current_app
 
     branch = db.session.scalar(db.select(Branch).join(Business).where(
         Business.name == "Harbour Auto", Branch.name == SAGE_DEMO_BRANCH))

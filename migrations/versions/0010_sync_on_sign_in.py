@@ -5,9 +5,8 @@ Revises: 0009_sync_schedules
 Create Date: 2026-12-02 06:10:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0010_sync_on_sign_in'

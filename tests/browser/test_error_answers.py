@@ -62,7 +62,7 @@ def test_a_sage_job_on_a_branch_now_on_sage_one_aus_shows_the_refusal(page, live
 
 def test_a_sage_one_aus_write_in_a_puppet_session_shows_the_403_in_the_page_alerts(page, live_server, app):
     business = factories.business("Harbour Auto", branches=("Newcastle",))
-    owner = factories.customer(business, email="owner@harbour-auto.test")
+    factories.customer(business, email="owner@harbour-auto.test")
     branch = business.branches[0]
     factories.connection(branch, Provider.SAGE_ONE_AUS, sage_one_username="newcastle@harbour-auto.test",
                          sage_one_company_name="Harbour Auto Newcastle")
