@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from portal import access_log, dev_mail, headers, ids, puppet
 
@@ -22,9 +22,11 @@ def register(app: Flask) -> None:
     from portal.integrations.sage.views import bp as sage_bp
     from portal.integrations.sage_one_aus.views import bp as sage_one_aus_bp
     from portal.job_views import bp as jobs_bp
+    from portal.status import bp as status_bp
     from portal.support.views import bp as support_bp
 
-    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, sage_one_aus_bp, sage_bp, checklists_bp):
+    for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, status_bp, sage_one_aus_bp, sage_bp,
+                      checklists_bp):
         app.register_blueprint(blueprint)
 
     puppet.init_app(app)
@@ -71,6 +73,9 @@ def _htmx_error_without_target(response):
     return response
 
 
+FORBIDDEN_MESSAGE = ("This page isn't open to your sign-in: it belongs to another account or to another role. "
+                     "Go to your start page; if you need it, ask your workshop's owner or a support lead.")
+
 _TITLES = {
     400: "That request didn't make sense",
     403: "You can't do that here",
@@ -97,6 +102,8 @@ def _http_error(error: HTTPException):
     if error.code is None or error.code < 400:
         return error
     title = _TITLES.get(error.code, error.name)
+    if error.code == 403 and error.description == Forbidden.description:  # werkzeug's words, not ours
+        return _render_error(403, title, FORBIDDEN_MESSAGE)
     message = error.description if error.code in (403, 429) or getattr(error, "show_description", False) else {
         400: "Check what you entered and try again.",
         404: "The page may have moved, or it belongs to another account.",

@@ -8,7 +8,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Connection, Invoice, Job
 from tests import factories
 
-PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.healthz", "static"}
+PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.healthz", "status.page", "static"}
 # Support-only routes: customers get 403. Customer-only routes: support (not puppeting) gets 403/404.
 SUPPORT_PREFIXES = ("support.", "checklists.")
 CUSTOMER_ONLY = {"customer.dashboard", "sage.callback"}

@@ -22,6 +22,7 @@ from portal.access import support_required
 from portal.ids import parse_id
 from portal.models import utcnow
 from portal.support import audit_log, customers, health, search
+from portal.web import wants_fragment
 
 bp = Blueprint("support", __name__, url_prefix="/support")
 
@@ -68,15 +69,29 @@ def _int_arg(name: str, default: int | None) -> int | None:
 @support_required
 def home():
     """The console: live customer search (htmx gets the results alone) and the health overview."""
-    ctx = health.context(_int_arg("stale_hours", None))
+    stale_hours, stale_error = _stale_hours()
+    ctx = health.context(stale_hours)
     results = search.search(
         request.args.get("q", ""), request.args.get("health"), _int_arg("page", 1) or 1, ctx
     )
-    if request.htmx and not request.htmx.history_restore_request:
+    if wants_fragment():
         return render_template("support/_results.html", results=results)
     return render_template(
-        "support/home.html", results=results, overview=health.recent_overview(ctx.stale_hours), ctx=ctx
+        "support/home.html", results=results, overview=health.recent_overview(ctx.stale_hours), ctx=ctx,
+        stale_error=stale_error, stale_asked=request.args.get("stale_hours", "") if stale_error else None,
     )
+
+
+def _stale_hours() -> tuple[int | None, str | None]:
+    """The console's stale threshold from the query, or (None, why) when it is given but not 1–MAX hours."""
+    raw = (request.args.get("stale_hours") or "").strip()
+    if not raw:
+        return None, None
+    hours = parse_id(raw)
+    if hours is None or not 1 <= hours <= health.MAX_STALE_HOURS:
+        return None, (f"Give the stale threshold as a whole number of hours from 1 to {health.MAX_STALE_HOURS}; "
+                      f"“{raw[:20]}” isn't one. The default of {health.DEFAULT_STALE_HOURS} hours is used.")
+    return hours, None
 
 
 @bp.get("/customers/<int:business_id>")

@@ -37,7 +37,7 @@ SKIPPED = {
 }
 
 # Who reaches which endpoints (by blueprint or name); every GET endpoint is in one of these or SKIPPED.
-ANONYMOUS = ("auth.login", "auth.forgot_password", "auth.reset_password")
+ANONYMOUS = ("auth.login", "auth.forgot_password", "auth.reset_password", "status.page")
 CUSTOMER = ("customer.", "sage.", "sage_one_aus.", "auth.change_password")
 SUPPORT = ("support.", "checklists.", "auth.change_password", "auth.two_factor_setup", "auth.second_step")
 PUPPET = ("customer.", "sage.", "sage_one_aus.")
@@ -98,7 +98,7 @@ def _ids(world, endpoint: str) -> dict:
         Invoice.branch_id == branch.id, Invoice.sage_id.is_not(None))))
     run = db.session.scalar(db.select(ChecklistRun).order_by(ChecklistRun.id.desc()))
     return {"branch_id": branch.id, "invoice_id": invoice.id, "business_id": world["business"].id,
-            "run_id": run.id if run else 0}
+            "run_id": run.id if run else 0, "token": "a-link-that-has-expired"}
 
 
 def _query(world, endpoint: str) -> dict:

@@ -192,3 +192,14 @@ def test_a_very_broad_search_is_capped_and_asks_for_more_letters(app, client, au
     auth.login(factories.support())
     body = client.get("/support/?q=broad", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "More than 3 customers" in body and "keep typing" in body
+
+
+def test_a_stale_threshold_that_is_not_1_to_2160_hours_is_refused_with_a_message(client, auth):
+    auth.login(factories.support())
+    for value in ("-5", "0", "99999", "x"):
+        body = client.get(f"/support/?health=stale&stale_hours={value}").get_data(as_text=True)
+        assert "Give the stale threshold as a whole number of hours from 1 to 2160" in body, value
+        assert 'aria-invalid="true" aria-describedby="stale-hours-error"' in body
+        assert "The default of 24 hours is used." in body
+    body = client.get("/support/?health=stale&stale_hours=48").get_data(as_text=True)
+    assert "Give the stale threshold" not in body and 'value="48"' in body

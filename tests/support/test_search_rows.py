@@ -213,7 +213,7 @@ def test_each_branch_shows_its_health_badges_in_the_results_and_on_the_customer_
     auth.login(factories.support())
 
     def badges_by_branch(html: str) -> dict[str, list[str]]:
-        rows = re.findall(r"<tr>\s*<td>(\w+).*?</td>.*?<td>(.*?)</td>\s*</tr>", html, re.S)
+        rows = re.findall(r"<tr>\s*<td[^>]*>(\w+).*?</td>.*?<td[^>]*>(.*?)</td>\s*</tr>", html, re.S)
         return {name: re.findall(r'<span class="state ([\w-]+)">([^<]+)</span>', cell) for name, cell in rows}
 
     results = client.get("/support/?q=bondi+brakes", headers={"HX-Request": "true"}).get_data(as_text=True)
