@@ -123,5 +123,23 @@ def portal_job(func):
             elif not retrying:
                 row.ended_at = utcnow()
             db.session.commit()
+            if row.status == JobStatus.FAILED:
+                _tell_if_failing(row)
 
     return run
+
+
+def _tell_if_failing(row: Job) -> None:
+    """The same sync failed three times in a row: tell the customers (portal/notify.py)."""
+    if "sync" not in row.kind:
+        return
+    from portal import notify
+
+    last = db.session.scalars(db.select(Job.status).where(Job.branch_id == row.branch_id, Job.kind == row.kind)
+                              .order_by(Job.created_at.desc()).limit(3)).all()
+    if len(last) == 3 and all(status == JobStatus.FAILED for status in last):
+        try:
+            notify.sync_failing(row.branch, row.description, row.error)
+        except Exception:  # telling must never change how the job ended
+            db.session.rollback()
+            log.exception("could not write the message about job %s", row.id)

@@ -1,4 +1,4 @@
-"""Outgoing mail: one plain-text message at a time through the configured SMTP server."""
+"""Outgoing mail: one message at a time (plain text, optionally with HTML) through the configured SMTP server."""
 from __future__ import annotations
 
 import smtplib
@@ -13,8 +13,11 @@ class MailError(RuntimeError):
     """The message could not be handed to the mail server (not configured, down or refusing)."""
 
 
-def send(to: str, subject: str, body: str) -> None:
-    """Send `body` to `to`; raises MailError when the SMTP server can't take it."""
+def send(to: str, subject: str, body: str, *, html: str | None = None, unsubscribe: str | None = None) -> None:
+    """Send `body` (and `html` as its alternative) to `to`; raises MailError when the SMTP server can't take it.
+
+    `unsubscribe`: a one-click unsubscribe URL (List-Unsubscribe, RFC 8058).
+    """
     config = current_app.config
     if not config.get("SMTP_HOST"):
         raise MailError("PORTAL_SMTP_HOST is not set, so the portal cannot send mail")
@@ -24,6 +27,11 @@ def send(to: str, subject: str, body: str) -> None:
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain="portal")
     message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    if unsubscribe is not None:
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     try:
         with smtplib.SMTP(config["SMTP_HOST"], int(config["SMTP_PORT"]),
                           timeout=float(config["SMTP_TIMEOUT_SECONDS"])) as smtp:

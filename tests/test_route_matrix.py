@@ -8,7 +8,8 @@ from portal.extensions import db
 from portal.models import AuditEvent, Connection, Invoice, Job
 from tests import factories
 
-PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.healthz", "status.page", "static"}
+PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.healthz", "status.page", "static",
+          "customer.unsubscribe_page", "customer.unsubscribe"}  # the signed link in a mail is the proof
 # Support-only routes: customers get 403. Customer-only routes: support (not puppeting) gets 403/404.
 SUPPORT_PREFIXES = ("support.", "checklists.")
 CUSTOMER_ONLY = {"customer.dashboard", "sage.callback"}
@@ -25,7 +26,7 @@ def _rules(app):
 def _url(rule, **values) -> str:
     defaults = {"branch_id": 999_999, "invoice_id": 999_999, "business_id": 999_999, "run_id": 999_999,
                 "job_id": "no-such-job", "kind": "contacts", "filename": "portal.css", "session_id": 999_999,
-                "user_id": 999_999}
+                "user_id": 999_999, "token": "not-a-signed-token"}
     args = {name: values.get(name, defaults[name]) for name in rule.arguments}
     return rule.build(args, append_unknown=False)[1]
 

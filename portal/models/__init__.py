@@ -15,12 +15,14 @@ from portal.models.ledger import (
     InvoiceStatus,
     SyncState,
 )
+from portal.models.notifications import Notification
 from portal.models.sage_mappings import SageAccountMapping
 
 __all__ = [
     "ACTIVE_STATUSES",
     "AuditEvent",
     "AuditLogIsAppendOnly",
+    "Notification",
     "Branch",
     "ChecklistRun",
     "ChecklistStepResult",

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, func
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -24,6 +25,8 @@ class Business(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
+    # Where the business is: times in its pages and messages are shown in this zone (IANA name).
+    time_zone: Mapped[str] = mapped_column(String(64), default="Australia/Sydney", server_default="Australia/Sydney")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     branches: Mapped[list[Branch]] = relationship(
@@ -82,6 +85,8 @@ class User(UserMixin, db.Model):
     # Bumped when a reset replaces the private key; ciphertexts made under an older key are stale.
     key_generation: Mapped[int] = mapped_column(default=1)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Mail about problems only the customer can fix (switched off by the link in each message).
+    notify_by_email: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     # Support staff's second factor: the TOTP secret (encrypted at rest), when it was confirmed,
     # and the last time step accepted (a code is never accepted twice).
     totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary(256))

@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
-from portal import puppet, two_factor
+from portal import notify, puppet, two_factor
 from portal.access import support_required
 from portal.ids import parse_id
 from portal.models import utcnow
@@ -99,7 +99,8 @@ def _stale_hours() -> tuple[int | None, str | None]:
 def customer(business_id: int):
     """A customer's business: branches, full connection state, jobs, users and timeline."""
     ctx = health.context(_int_arg("stale_hours", None))
-    return render_template("support/customer.html", page=customers.customer_page(business_id, ctx))
+    return render_template("support/customer.html", page=customers.customer_page(business_id, ctx),
+                           messages=notify.recent_for(business_id))
 
 
 @bp.post("/customers/<int:business_id>/puppet")

@@ -418,6 +418,10 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
     days = math.ceil(left / budget) if budget else 1  # about one request per record still to send
     finish = (f" At this budget the last of them goes on {exhausted.renews_at + timedelta(days=days - 1):%d %b}."
               if days > 1 else "")
+    if days > 1 and connection.mass_resync_started_at is not None:
+        from portal import notify
+
+        notify.resync_delayed(connection.branch, exhausted.renews_at, exhausted.renews_at + timedelta(days=days - 1))
     return RunPaused(f"Paused: this Sage business has used its daily request budget. {counters.done} of "
                      f"{counters.total} {noun} are done; the rest are sent when the budget renews "
                      f"at {exhausted.renews_at:%H:%M} UTC, by itself.{finish}", exhausted.renews_at)

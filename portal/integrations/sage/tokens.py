@@ -82,10 +82,17 @@ def _decrypt(connection: Connection, blob: bytes, which: str) -> str:
 
 
 def mark_needs_reauth(connection: Connection, reason: str = REAUTH_REASON) -> None:
-    """Move a connection to needs re-authentication with a plain reason (caller commits)."""
+    """Move a connection to needs re-authentication with a plain reason, and tell the customers
+    (portal/notify.py: at most once a day; this commits)."""
+    from portal import notify
+
+    first_time = connection.state != ConnectionState.NEEDS_REAUTH
     connection.state = ConnectionState.NEEDS_REAUTH
     connection.state_reason = reason
     clear_tokens(connection)
+    db.session.commit()
+    if first_time:
+        notify.branch_needs_sign_in(connection.branch, reason)
 
 
 def _reload(connection_id: int) -> Connection:

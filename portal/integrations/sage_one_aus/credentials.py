@@ -402,7 +402,11 @@ def password_for(connection: Connection, owner: User, private_key: bytes) -> str
 
 
 def mark_credentials_rejected(connection: Connection, actor_id: int | None = None) -> None:
-    """Sage answered 401 to the stored login: stop using it until the customer re-enters it."""
+    """Sage answered 401 to the stored login: stop using it until the customer re-enters it (and tell them)."""
+    from portal import notify
+
+    if connection.state != ConnectionState.CREDENTIALS_REJECTED:
+        notify.login_rejected(connection.branch)
     connection.state = ConnectionState.CREDENTIALS_REJECTED
     connection.state_reason = CREDENTIALS_REJECTED
     audit.record("sage_one_aus.credentials_rejected",
