@@ -5,11 +5,10 @@ Revises: 0010_sync_on_sign_in
 Create Date: 2026-12-02 06:20:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = '0011_notifications'
