@@ -130,3 +130,45 @@ def test_a_worker_killed_mid_run_then_restarted_leaves_every_contact_in_sage_onc
     assert max(references.values()) == 1
     assert _synced() == CONTACTS
     assert workshop.connection().mass_resync_started_at is None
+
+
+def test_a_stalled_worker_that_wakes_after_its_run_was_taken_over_writes_nothing_twice(
+        client, auth, workshop, sandbox, app, app_settings, tmp_path):
+    """Two workers racing on one branch: the first stalls (SIGSTOP) past its lease, the portal
+    fails its row and queues the sync again, a second worker finishes it; when the first wakes
+    (SIGCONT) it stops before writing again. Every contact is in Sage exactly once."""
+    auth.login(workshop.owner)
+    connect(client, sandbox, workshop.head_office_id)
+    rows = factories.contacts(workshop.head_office, CONTACTS)
+    sandbox.state.set_sage_rate_limit(1000)
+    sandbox.state.set_latency(40)
+    client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/contacts")
+    first = _start_worker(app_settings, tmp_path / "worker-1.log")
+    second = None
+    try:
+        _wait_for(lambda: _synced() >= 50, 60, "the first batch to commit")
+        horses = _children(first.pid)
+        for pid in horses:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(2.5)  # past the 2 s lease
+        assert jobqueue.reconcile_all() == 1
+        sandbox.state.set_latency(0)
+        second = _start_worker(app_settings, tmp_path / "worker-2.log")
+        taken_over = _wait_for(lambda: db.session.scalar(db.select(Job).where(Job.status == JobStatus.FINISHED)),
+                               60, "the run queued again to finish")
+        for pid in horses:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(2)  # the first wakes, finds its lease lost, and stops
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                _kill_hard(worker)
+    stalled = db.session.scalars(db.select(Job).order_by(Job.created_at)).first()
+    db.session.expire_all()
+    assert db.session.get(Job, stalled.id).status == JobStatus.FAILED  # left as the portal set it
+    assert db.session.get(Job, taken_over.id).status == JobStatus.FINISHED
+    assert "lost its lease" in (tmp_path / "worker-1.log").read_text()
+    references = Counter(c["reference"] for c in sage_contacts(sandbox))
+    assert set(references) == {c.reference for c in rows}
+    assert max(references.values()) == 1
+    assert _synced() == CONTACTS
