@@ -61,6 +61,8 @@ class Config:
     SAGE_ONE_RATE_MARGIN = 0.1
 
     HTTP_TIMEOUT_SECONDS = 15.0
+    # How long a page a person waits on gives Sage One AUS to answer before saying it is slow.
+    SAGE_ONE_PAGE_TIMEOUT_SECONDS = 1.2
     SESSION_HOURS = 8
     PUPPET_SESSION_MINUTES = 60
     SESSION_COOKIE_SECURE = False

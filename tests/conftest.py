@@ -126,6 +126,8 @@ def sandbox_settings(url: str) -> dict:
         "SAGE_CLIENT_SECRET": "portal-dev-secret",
         "SAGE_ONE_API_KEY": "portal-dev-apikey",
         "HTTP_TIMEOUT_SECONDS": 5.0,
+        # The sandbox on a busy 2-core test machine can take longer than Sage's own answer time.
+        "SAGE_ONE_PAGE_TIMEOUT_SECONDS": 5.0,
     }
 
 

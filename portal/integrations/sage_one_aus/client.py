@@ -55,7 +55,8 @@ DEFAULT_BLOCK = timedelta(hours=1)
 USERNAME_LOCK = timedelta(hours=24)
 _GET_ATTEMPTS = 3
 BACK_OFF_SECONDS = (0.5, 2.0)  # before the second and third attempt of a GET
-# A person waits for a page: connect, read timeouts that keep the whole answer under 2 seconds.
+# A person waits for a page: connect, read timeouts that keep the whole answer short
+# (PORTAL_SAGE_ONE_PAGE_TIMEOUT_SECONDS overrides the read timeout).
 INTERACTIVE_TIMEOUT = (0.5, 1.2)
 
 API_KEY_REFUSED = ("Sage One AUS refused the portal's API key; this is a problem on our side, support has "
@@ -177,8 +178,11 @@ class SageOneClient:
     def from_config(cls, username: str, password: str, company_id: int | None = None, **options) -> SageOneClient:
         """A client for the configured Sage One host and API key."""
         config = current_app.config
-        return cls(config["SAGE_ONE_API_URL"], config["SAGE_ONE_API_KEY"] or "", username, password,
-                   company_id=company_id, timeout=config["HTTP_TIMEOUT_SECONDS"], **options)
+        client = cls(config["SAGE_ONE_API_URL"], config["SAGE_ONE_API_KEY"] or "", username, password,
+                     company_id=company_id, timeout=config["HTTP_TIMEOUT_SECONDS"], **options)
+        if client.interactive and config.get("SAGE_ONE_PAGE_TIMEOUT_SECONDS"):
+            client.timeout = (INTERACTIVE_TIMEOUT[0], float(config["SAGE_ONE_PAGE_TIMEOUT_SECONDS"]))
+        return client
 
     # --- pacing -------------------------------------------------------------------------------
 
