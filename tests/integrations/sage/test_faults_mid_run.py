@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from portal.extensions import db
-from portal.models import Contact, ConnectionState, Job, JobStatus, SyncState
+from portal.models import ConnectionState, Contact, Job, JobStatus, SyncState
 from tests import factories
 from tests.integrations.sage.conftest import connect, sage_contacts
 
