@@ -38,8 +38,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
     from portal import log_safety  # first, so no log line of the app ever holds a password
     log_safety.install()
 
-    from portal import extensions, models  # noqa: F401 - models register with the metadata
+    from portal import extensions, models, nul_text  # noqa: F401 - models register with the metadata
 
+    nul_text.install()  # PostgreSQL takes no NUL in text
     extensions.db.init_app(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=str(ROOT / "migrations"), render_as_batch=True
