@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, make_response, redirect, request, url_for
+
 from portal import puppet, sessions
 from portal.extensions import db, login_manager
 from portal.models import User

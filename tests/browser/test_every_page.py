@@ -126,7 +126,8 @@ def _check(page, label: str, problems: list) -> None:
             wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
                 .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
                 .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
-                                      (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : ''))""")
+                                      (e.className && typeof e.className === 'string'
+                                       ? '.' + e.className.split(' ')[0] : ''))""")
             problems.append(f"{label} @{width}: {scroll} px wide ({', '.join(wide)})")
         if shots:
             name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")

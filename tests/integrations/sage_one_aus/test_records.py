@@ -179,7 +179,7 @@ def test_a_fragment_is_read_in_a_fixed_number_of_queries(world, auth, client):
         _fragment(client, world, kind="customers", page=7)
     with _counting() as invoices:
         _fragment(client, world, kind="invoices")
-    for n in range(40):
+    for _ in range(40):
         factories.invoice(world.branch, factories.contacts(world.branch, 1)[0])
     with _counting() as more_invoices:
         _fragment(client, world, kind="invoices", page=2)
