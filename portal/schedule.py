@@ -10,7 +10,8 @@ every minute; a worker runs it, and it does three things:
   why on the branch (a job running, Sage limiting the business, the day's budget used, a sign-in
   needed);
 * refreshes the Sage sign-in of a branch whose refresh token would otherwise lapse from disuse
-  (within SAGE_REFRESH_MARGIN_DAYS of its 31 days), so an idle branch never has to sign in again.
+  (within SAGE_REFRESH_MARGIN_DAYS of its 31 days), so an idle branch never has to sign in again;
+* once a day per branch, asks Sage what was deleted or voided there (portal/integrations/sage/drift.py).
 
 Sage One AUS cannot sync unattended (rule 8: its key exists only while the customer is signed in).
 """
@@ -160,7 +161,10 @@ def refresh_idle_tokens(now: datetime | None = None) -> Counter:
 
 def tick() -> dict:
     """What the scheduler's minutely job does (see the module docstring); returns what happened."""
+    from portal.integrations.sage import drift
+
     dead = reconcile_all()
     started = run_due()
     refreshed = refresh_idle_tokens()
-    return {"dead_jobs": dead, "schedule": dict(started), "tokens": dict(refreshed)}
+    looked = drift.look_where_due()
+    return {"dead_jobs": dead, "schedule": dict(started), "tokens": dict(refreshed), "drift_looks": looked}

@@ -301,9 +301,14 @@ def list_contacts():
     """List the business's contacts, filtered by search, email, contact_type_id and updated_or_created_since."""
     state = _state()
     since = _since_arg()
+    deleted_since = _since_arg("deleted_since")
     args = request.args
     with state.lock:
         business = g.business
+        if deleted_since is not None:  # the contacts deleted after that time (exclusive), as tombstones
+            gone = [{"id": cid, "displayed_as": name, "$path": f"/contacts/{cid}", "deleted_at": records.iso(at)}
+                    for cid, (name, at) in business.deleted_contacts.items() if at > deleted_since]
+            return reply(_envelope("contacts", gone, lambda c: c))
         found = [c for c in business.contacts.values()
                  if _contact_matches(c, args.get("search"), args.get("email"), args.get("contact_type_id"), since)]
         return reply(_envelope("contacts", found, lambda c: records.contact_json(c, business, _base_url())))
@@ -352,7 +357,7 @@ def delete_contact(contact_id: str):
         _find_contact(contact_id)
         if any(i["contact_id"] == contact_id for i in g.business.invoices.values()):
             raise ApiError(422, "RecordInvalid", "The contact has transactions and cannot be deleted.", "base")
-        g.business.remove_contact(contact_id)
+        g.business.remove_contact(contact_id, state.now())
     return "", 204
 
 

@@ -52,6 +52,8 @@ class Business:
     day_requests: int = 0
     # Lower-cased reference -> contact id, so the uniqueness check doesn't scan every contact.
     contact_ids_by_reference: dict = field(default_factory=dict)
+    # Deleted contacts, id → (displayed_as, deleted at): what `deleted_since` lists.
+    deleted_contacts: dict = field(default_factory=dict)
 
     def contact_with_reference(self, reference: str) -> str | None:
         """The id of the contact holding this reference (any case), or None."""
@@ -65,11 +67,13 @@ class Business:
         if contact.get("reference"):
             self.contact_ids_by_reference[contact["reference"].lower()] = contact["id"]
 
-    def remove_contact(self, contact_id: str) -> None:
-        """Delete a contact and its reference entry."""
+    def remove_contact(self, contact_id: str, now: float | None = None) -> None:
+        """Delete a contact and its reference entry, keeping a tombstone for `deleted_since`."""
         contact = self.contacts.pop(contact_id)
         if contact.get("reference"):
             self.contact_ids_by_reference.pop(contact["reference"].lower(), None)
+        if now is not None:
+            self.deleted_contacts[contact_id] = (contact.get("name") or contact_id, now)
 
 
 @dataclass

@@ -527,6 +527,8 @@ def sage_invoice_now(ctx: CheckContext) -> CheckResult:
     if inv is None or ctx.connection is None:
         return CheckResult(UNKNOWN, "No invoice or no connection to ask about.", {})
     evidence = {"invoice": inv.number, "sage_id": inv.sage_id, "provider": ctx.connection.provider.label}
+    if inv.sage_note:  # what the daily look at Sage found (portal/integrations/sage/drift.py)
+        evidence["seen_in_sage"] = inv.sage_note
     if not inv.sage_id:
         evidence["source"] = "portal record"
         return CheckResult(WARN, "The invoice was never sent to Sage, so Sage can't show it from this portal.",

@@ -103,6 +103,8 @@ class Connection(db.Model):
     sync_every: Mapped[str] = mapped_column(String(10), default="15m", server_default="15m")
     last_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     schedule_note: Mapped[str | None] = mapped_column(Text)
+    # When the portal last asked Sage what was deleted or changed there (drift, once a day).
+    drift_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Sage One AUS: send what is waiting each time the credentials' owner signs in (rule 8: never unattended).
     sync_on_sign_in: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 

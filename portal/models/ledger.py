@@ -94,6 +94,8 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
     total: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     void_reason: Mapped[str | None] = mapped_column(String(255))
+    # What Sage showed about it outside the portal (voided or deleted there), found by the daily look.
+    sage_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -99,6 +99,7 @@ def branch(branch_id: int):
         last_jobs=pages.last_jobs_by_kind(branch.id),
         running=pages.running_jobs(branch.id),
         history=pages.job_history(branch.id),
+        drift=_changed_in_sage(branch.id),
         counts=pages.record_counts(branch.id),
         records=records,
         voidable=voidable,
@@ -198,6 +199,32 @@ def sync_now(branch_id: int, kind: str):
     if kind not in sage_jobs.SYNC_JOBS:
         abort(404)
     return _start_job(branch, lambda **who: sage_jobs.start_sync(branch, kind, **who))
+
+
+def _changed_in_sage(branch_id: int) -> dict:
+    from portal.integrations.sage import drift
+
+    return drift.changed_in_sage(branch_id)
+
+
+@bp.post("/branches/<int:branch_id>/drift")
+@customer_required
+def look_for_drift(branch_id: int):
+    """Ask Sage now what was deleted or voided there outside the portal (read-only)."""
+    from portal.integrations.sage import drift
+
+    branch = branch_for(current_user, branch_id)
+    try:
+        found = drift.look(sync.usable_connection(branch.id), on_a_page=True)
+    except sync.SyncStopped as stopped:
+        flash(str(stopped), "error")
+    except SageError as error:
+        flash(f"Sage couldn't be asked right now: {error}", "error")
+    else:
+        flash(f"Sage was asked: {found['contacts_deleted_in_sage']} contacts deleted there (they are sent again "
+              f"at the next sync), {found['invoices_voided_in_sage']} invoices voided there outside the portal.",
+              "success")
+    return redirect(_page_url(branch.id))
 
 
 @bp.post("/branches/<int:branch_id>/schedule")
