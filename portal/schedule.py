@@ -1,7 +1,7 @@
 """Syncs that run by themselves: each Sage branch's schedule, the idle-token refresh and the dead-job check.
 
-One scheduler process (`flask --app app scheduler`, portal/scheduler.py) queues `jobs.schedule.tick`
-every minute; a worker runs it, and it does three things:
+One scheduler process (`flask --app app scheduler`, portal/scheduler.py) runs `jobs.schedule.tick`
+every minute, and it does these things:
 
 * reconciles every queued or running job row (a dead one is noticed within a minute of its lease
   lapsing, and a Sage sync that died is queued again once: portal/jobqueue.py);
@@ -143,9 +143,10 @@ def refresh_idle_tokens(now: datetime | None = None) -> Counter:
         Connection.provider == Provider.SAGE, Connection.state == ConnectionState.CONNECTED,
         Connection.refresh_token_expires_at.is_not(None),
         Connection.refresh_token_expires_at < now + margin)).all()
+    wait = float(current_app.config["SAGE_PAGE_WAIT_SECONDS"])  # never wait long: the next tick tries again
     for connection in due:
         try:
-            tokens.refresh_now(connection.id, before_refresh=rate_limit_for(connection))
+            tokens.refresh_now(connection.id, before_refresh=rate_limit_for(connection, max_wait=wait))
         except SageTokenRejected:
             outcome["needs sign-in"] += 1  # tokens.py marked it, with the reason
         except SageError as error:

@@ -1,7 +1,12 @@
-"""The one scheduler: RQ's cron scheduler, queuing `jobs.schedule.tick` every minute.
+"""The one scheduler: RQ's cron scheduler, running `jobs.schedule.tick` every minute.
+
+The tick runs in the scheduler process itself rather than as a queued job: queued, it would wait
+behind a long sync on a busy worker, and noticing dead jobs or starting due syncs must not wait
+for the work it watches. What it starts (syncs, mail) goes to the workers through RQ as usual, and
+it never waits on Sage's limits (a busy business is skipped until the next minute).
 
 However many scheduler processes are started (one per host, say), only the one holding the
-leader lock in Redis queues anything; the others stand by and take over within a minute of the
+leader lock in Redis runs anything; the others stand by and take over within a minute of the
 leader's death. `/healthz` reports the scheduler as up while a leader holds the lock.
 """
 from __future__ import annotations
@@ -11,6 +16,9 @@ import uuid
 
 from rq.cron import CronScheduler
 from rq.exceptions import SchedulerNotFound
+from rq.utils import now
+
+from portal.extensions import db
 
 from jobs.schedule import tick
 
@@ -36,9 +44,21 @@ class PortalCron(CronScheduler):
         return False
 
     def enqueue_jobs(self):
+        """Run each due job here, while this process leads (see the module docstring)."""
         if not self.is_leader():
             return []
-        return super().enqueue_jobs()
+        ran = []
+        for job in self._cron_jobs:
+            if job.should_run():
+                job.set_enqueue_time(now())
+                try:
+                    job.func(*(job.args or ()), **(job.kwargs or {}))
+                except Exception:  # the next minute tries again; one bad tick must not stop the scheduler
+                    self.log.exception("scheduled %s failed", job.func.__name__)
+                finally:
+                    db.session.remove()
+                ran.append(job)
+        return ran
 
     def register_death(self, pipeline=None) -> None:
         """Hand over the lead at once (a stand-by takes it at its next loop), then leave RQ's registry."""

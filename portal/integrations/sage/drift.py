@@ -69,7 +69,7 @@ def look_where_due(now: datetime | None = None) -> int:
     looked = 0
     for connection in due:
         try:
-            look(connection, now)
+            look(connection, now, on_a_page=True)  # never waits on a busy business: next tick
             looked += 1
         except (SageError, sync.SyncStopped):
             db.session.rollback()  # tried again at the next tick
