@@ -18,9 +18,8 @@ from rq.cron import CronScheduler
 from rq.exceptions import SchedulerNotFound
 from rq.utils import now
 
-from portal.extensions import db
-
 from jobs.schedule import tick
+from portal.extensions import db
 
 LEADER_KEY = "portal:scheduler:leader"
 LEADER_SECONDS = 90  # a leader renews it every loop (at most 60 s apart)
