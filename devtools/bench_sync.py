@@ -385,13 +385,14 @@ def main(argv: list[str] | None = None) -> None:
                     break
                 cost = bench.mass_resync_cost(args.resync, share)
                 print(f"mass re-sync, {label}: {cost['contacts']} contacts, {cost['requests']} Sage requests, "
-                      f"{cost['per_contact']:.4f} requests per contact "
-                      f"({cost['minutes_at_100']:.1f} min at 100 requests a minute; matched by {cost['matched_by']})")
+                      f"{cost['per_contact']:.4f} requests per contact")
+                print(f"  {cost['minutes_at_100']:.1f} min at 100 requests a minute (matched by {cost['matched_by']})")
             if args.rate:
                 pace = bench.pacing(args.rate, args.pacing_contacts)
                 print(f"pacing sage: {pace['records']} records, {pace['blocks']} blocks, {pace['too_many']} × 429, "
-                      f"rate {pace['rate']:.3f} of the limit  (R={args.rate}/min, two workers, one business, "
-                      f"{pace['requests']} requests in {pace['seconds']:.0f} s)")
+                      f"rate {pace['rate']:.3f} of the limit")
+                print(f"  R={args.rate}/min, two workers, one business, {pace['requests']} requests in "
+                      f"{pace['seconds']:.0f} s")
         finally:
             bench.close()
 
