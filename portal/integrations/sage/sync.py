@@ -348,6 +348,43 @@ def _count_open(model, branch_id: int, *where) -> int:
     ) or 0
 
 
+def _send_in_batches(connection: Connection, progress, counters: RunCounters, noun: str, batches,
+                     build_index, push) -> SageIndex:
+    """What both syncs do: find what Sage holds (`build_index`), then `push(row, index)` each open
+    row, committing a batch at a time; returns the index used.
+
+    A batch's changes stay in memory until its commit, so no write transaction (on SQLite, the one
+    database lock) is held while the run waits on Sage. The lease is checked before every row.
+    Sage's stops become RunPaused (budget used: resumes by itself), a wait for an outage, or
+    SyncStopped with how far the run got.
+    """
+    try:
+        index = build_index()
+        for batch in batches:
+            with db.session.no_autoflush:
+                for row in batch:
+                    progress.check()
+                    counters.count(push(row, index))
+            counters.batches_done += 1
+            db.session.commit()
+            counters.report(progress)
+    except BudgetExhausted as exhausted:
+        counters.report(progress)  # keeps what Sage already confirmed, and shows how far it got
+        raise _paused(connection, exhausted, counters, noun) from None
+    except SageUnavailable as error:
+        counters.report(progress)
+        _wait_out_outage(progress, counters, noun, error)
+        _record_outcome(connection, succeeded=False, error=error)
+        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} {noun} were "
+                          "processed; the rest stay pending and the next run resumes with them.") from None
+    except (SageError, SyncStopped) as error:
+        db.session.commit()  # keep what Sage already confirmed in this batch
+        _record_outcome(connection, succeeded=False, error=error)
+        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} {noun} were "
+                          "processed; the rest stay pending and the next run resumes with them.") from None
+    return index
+
+
 def sync_contacts(branch_id: int, progress) -> dict:
     """Send the branch's pending and failed contacts to Sage in committed batches; returns a summary.
 
@@ -362,34 +399,11 @@ def sync_contacts(branch_id: int, progress) -> dict:
     counters = RunCounters(total=_count_open(Contact, branch_id))
     counters.batches_total = math.ceil(counters.total / batch_size())
     counters.report(progress)
-    index = NO_INDEX
-    try:
-        if connection.mass_resync_started_at is not None and counters.total:
-            index = SageIndex.build(client, "contacts", counters.total)
-        for batch in _open_batches(Contact, branch_id):
-            # The batch's changes stay in memory until its commit, so no write transaction (on
-            # SQLite, the one database lock) is held while the run waits on Sage.
-            with db.session.no_autoflush:
-                for contact in batch:
-                    progress.check()
-                    counters.count(push_contact(client, contact, index))
-            counters.batches_done += 1
-            db.session.commit()
-            counters.report(progress)
-    except BudgetExhausted as exhausted:
-        counters.report(progress)  # keeps what Sage already confirmed, and shows how far it got
-        raise _paused(connection, exhausted, counters, "contacts") from None
-    except SageUnavailable as error:
-        counters.report(progress)
-        _wait_out_outage(progress, counters, "contacts", error)
-        _record_outcome(connection, succeeded=False, error=error)
-        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} contacts were "
-                          "processed; the rest stay pending for the next run.") from None
-    except (SageError, SyncStopped) as error:
-        db.session.commit()  # keep the contacts Sage already confirmed in this batch
-        _record_outcome(connection, succeeded=False, error=error)
-        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} contacts were "
-                          "processed; the rest stay pending and the next run resumes with them.") from None
+    mass_resync = connection.mass_resync_started_at is not None
+    index = _send_in_batches(
+        connection, progress, counters, "contacts", _open_batches(Contact, branch_id),
+        lambda: SageIndex.build(client, "contacts", counters.total) if mass_resync and counters.total else NO_INDEX,
+        lambda contact, index: push_contact(client, contact, index))
     _record_outcome(connection, succeeded=counters.failures == 0)
     if connection.mass_resync_started_at is not None and not _count_open(
             Contact, branch_id, Contact.sync_state == SyncState.PENDING):
@@ -658,32 +672,10 @@ def sync_invoices(branch_id: int, progress) -> dict:
     counters = RunCounters(total=_count_open(Invoice, branch_id, *issued))
     counters.batches_total = math.ceil(counters.total / batch_size())
     counters.report(progress)
-    index = NO_INDEX
-    try:
-        if counters.total:
-            index = SageIndex.build(client, "sales_invoices", counters.total)
-        for batch in _open_batches(Invoice, branch_id, *issued):
-            with db.session.no_autoflush:  # short write transactions: see sync_contacts
-                for invoice in batch:
-                    progress.check()
-                    counters.count(push_invoice(client, invoice, mapper, index))
-            counters.batches_done += 1
-            db.session.commit()
-            counters.report(progress)
-    except BudgetExhausted as exhausted:
-        counters.report(progress)
-        raise _paused(connection, exhausted, counters, "invoices") from None
-    except SageUnavailable as error:
-        counters.report(progress)
-        _wait_out_outage(progress, counters, "invoices", error)
-        _record_outcome(connection, succeeded=False, error=error)
-        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} invoices were "
-                          "processed; the rest stay pending for the next run.") from None
-    except (SageError, SyncStopped) as error:
-        db.session.commit()
-        _record_outcome(connection, succeeded=False, error=error)
-        raise SyncStopped(f"{_stop_reason(error)} {counters.done} of {counters.total} invoices were "
-                          "processed; the rest stay pending for the next run.") from None
+    index = _send_in_batches(
+        connection, progress, counters, "invoices", _open_batches(Invoice, branch_id, *issued),
+        lambda: SageIndex.build(client, "sales_invoices", counters.total) if counters.total else NO_INDEX,
+        lambda invoice, index: push_invoice(client, invoice, mapper, index))
     _record_outcome(connection, succeeded=counters.failures == 0)
     summary = (f"Sent {counters.done} invoices to Sage: {counters.created} created, {counters.linked} "
                f"already there, {counters.failures} failed.")
