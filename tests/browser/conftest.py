@@ -117,15 +117,20 @@ def page(browser, live_server, secrets_scan):
 
 
 def sign_in(page, email: str, password: str) -> None:
-    """Sign in through the login form."""
+    """Sign in through the login form, returning once the signed-in page has fully loaded.
+
+    Waiting for the load (not just the URL) matters: htmx is a deferred script, and a field typed
+    into before it has run sends no request.
+    """
     page.goto("/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
     if "/login/second-step" in page.url:  # support: the code an authenticator app would show
         from portal.models import find_user_by_email
         from tests import factories
 
         page.get_by_label("Code").fill(factories.current_totp(find_user_by_email(email)))
-        page.get_by_role("button", name="Continue").click()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Continue").click()
