@@ -7,7 +7,7 @@ from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import Forbidden, HTTPException
 
-from portal import access_log, dev_mail, headers, ids, puppet
+from portal import access_log, dev_mail, headers, ids, puppet, timefmt
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected_error)
 
     app.add_template_filter(_money, "money")
+    timefmt.init_app(app)
+    app.before_request(_times_in_the_business_zone)
 
     @app.context_processor
     def _layout_context():
@@ -47,6 +49,16 @@ def register(app: Flask) -> None:
 
     app.after_request(_htmx_error_without_target)
     headers.init_app(app)
+
+
+def _times_in_the_business_zone() -> None:
+    # A customer (or a puppet session, which is the customer) reads times in their business's zone;
+    # support pages about one customer switch to that customer's zone themselves.
+    from flask_login import current_user
+
+    business = getattr(current_user, "business", None) if current_user.is_authenticated else None
+    if business is not None:
+        timefmt.use_zone(business.time_zone)
 
 
 def _money(amount) -> str:
