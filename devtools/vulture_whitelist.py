@@ -26,6 +26,7 @@ _.is_current, _.help, _.is_open, _.display_name, _.as_of, _.as_whom, _.age, _.sa
 _.is_connected, _.has_previous, _.filter_args, _.other_provider, _.recent_jobs, _.api_key_refused
 _.is_empty, _.as_args, _.first_index, _.last_index, _.invoice_number
 _.suggested_outcome, _.suggested_message, _.notes
+_.top_failure, _.signed_in_as
 
 # Flask's `g`, read with g.get("name").
 _.puppet_session_just_ended, _.flashes_before, _.puppet_refusal_recorded

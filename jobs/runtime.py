@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from rq import get_current_job
 
@@ -26,18 +29,66 @@ class JobPaused(Exception):
         self.resume_at = resume_at
 
 
+# An estimate is shown only once the measured rate has settled: after this many records and seconds.
+ESTIMATE_AFTER_RECORDS = 10
+ESTIMATE_AFTER_SECONDS = 10.0
+TICK_SECONDS = 0.25  # `tick` writes job.meta at most this often (a poll each second sees each record)
+
+
 class Progress:
     """Reports progress to `job.meta`, which the htmx progress partial reads while the job runs.
 
     The row gets the last figures when the job ends, so progress costs no database writes.
+    `eta_seconds` comes from the rate measured over the whole run (time spent waiting for Sage's
+    limit included), never from the last batch alone, and never promises more than the limit
+    allows (`paced_by`); `waiting_until` says when a wait for Sage's limit ends.
     """
 
-    def __init__(self, job_id: str, lease: Lease | None = None):
+    def __init__(self, job_id: str, lease: Lease | None = None, clock: Callable[[], float] = time.monotonic):
         self.job_id = job_id
+        self._clock = clock  # injectable, so tests of the estimate never sleep
         self._rq_job = get_current_job()
         self._lease = lease
         self.done = 0
         self.total: int | None = None
+        self._started: float | None = None  # when the run first knew its total
+        self._written = 0.0
+        self._pace: tuple[int, float, Callable[[], int]] | None = None
+
+    def paced_by(self, per_window: int, window_seconds: float, requests_sent: Callable[[], int]) -> None:
+        """The run sends at most `per_window` requests each `window_seconds` (Sage's limit);
+        `requests_sent()` counts them, so the estimate knows how many a record takes."""
+        self._pace = (per_window, window_seconds, requests_sent)
+        self._requests_at_start = requests_sent()
+
+    def estimate(self, done: int, total: int | None) -> int | None:
+        """Seconds left at the rate measured so far, or None until that rate is worth saying."""
+        if not total or self._started is None or done < ESTIMATE_AFTER_RECORDS or done >= total:
+            return None
+        elapsed = self._clock() - self._started
+        if elapsed < ESTIMATE_AFTER_SECONDS:
+            return None
+        left = total - done
+        seconds = left * elapsed / done
+        if self._pace is not None:
+            # A fast start (the limit's window still has room) must not promise that pace for the rest:
+            # beyond one window's worth of requests, the limit sets the speed.
+            per_window, window, requests_sent = self._pace
+            per_record = max(requests_sent() - self._requests_at_start, 0) / done
+            seconds = max(seconds, (left * per_record - per_window) / per_window * window)
+        return math.ceil(seconds)
+
+    def waiting(self, until: float | None) -> None:
+        """Say the run waits for Sage's limit until POSIX time `until` (None: it goes on again)."""
+        if self._rq_job is not None:
+            self._rq_job.meta["waiting_until"] = datetime.fromtimestamp(until, UTC).isoformat() if until else None
+            self._rq_job.save_meta()
+
+    def tick(self, done: int, total: int | None = None, **extra) -> None:
+        """`update` for each record: written to job.meta at most every TICK_SECONDS, and at the end."""
+        self.done, self.total = done, total
+        if done == total or self._clock() - self._written >= TICK_SECONDS:
+            self.update(done, total, **extra)
 
     def check(self) -> None:
         """Before each write: raise LeaseLost if the portal failed this run while it stalled."""
@@ -49,10 +100,13 @@ class Progress:
         return db.session.get(Job, self.job_id)
 
     def update(self, done: int, total: int | None = None, **extra) -> None:
-        """Record `done` of `total` plus any counters (failures, batches, eta_seconds …)."""
+        """Record `done` of `total` plus any counters (failures, batches …) and the estimate."""
         self.done, self.total = done, total
+        if self._started is None and total is not None:
+            self._started = self._clock()
         if self._rq_job is not None:
-            self._rq_job.meta.update({"done": done, "total": total, **extra})
+            self._written = self._clock()
+            self._rq_job.meta.update({"done": done, "total": total, **extra, "eta_seconds": self.estimate(done, total)})
             self._rq_job.save_meta()
 
 

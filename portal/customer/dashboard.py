@@ -1,50 +1,241 @@
-"""What the customer dashboard shows, gathered in a fixed number of queries."""
+"""What the customer dashboard shows, gathered in a fixed number of queries however many branches.
+
+Each card says in words a person reads in five seconds: which provider and as whom, a state that is
+never "Connected" while something is wrong (`card_state`), the last sync of each kind, what waits or
+failed and the most common reason, what runs now, and why an action can't be used right now.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func
+from sqlalchemy.orm import joinedload
 
+from portal import timefmt
 from portal.extensions import db
-from portal.models import AuditEvent, Branch, Connection, Job, PuppetSession
+from portal.models import (
+    AuditEvent,
+    Branch,
+    Connection,
+    ConnectionState,
+    Contact,
+    Invoice,
+    InvoiceStatus,
+    Job,
+    JobStatus,
+    Provider,
+    PuppetSession,
+    SyncOutcome,
+    SyncState,
+    utcnow,
+)
+
+SAGE_SYNCS = (("sage.sync_contacts", "Contacts"), ("sage.sync_invoices", "Invoices"))
+SAGE_ONE_SYNCS = (("sage_one_aus.sync", "Customers and invoices"),)
+SYNC_KINDS = tuple(kind for kind, _ in SAGE_SYNCS + SAGE_ONE_SYNCS)
+
+
+@dataclass(frozen=True)
+class CardState:
+    """A branch's state as its card shows it: `tone` ok / warn / bad / idle, a label, and why."""
+
+    tone: str
+    label: str
+    reason: str | None = None
+
+
+def card_state(connection: Connection | None, last_failure: str | None = None,
+               now: datetime | None = None) -> CardState:
+    """The one wording of a branch's state. Green ("ok") only when nothing is wrong: a branch that
+    must sign in again, is rate-limited, has no Sage business chosen or whose last sync failed is a
+    warning with the reason; a Sage One AUS login locked by too many failed sign-ins is "bad"."""
+    now = now or utcnow()
+    if connection is None:
+        return CardState("idle", "Not connected", "Connect Sage or Sage One AUS to start syncing.")
+    if connection.state == ConnectionState.DISCONNECTED:
+        return CardState("idle", "Disconnected",
+                         "Its contacts, invoices and their ids are kept; connect again to sync.")
+    if connection.state == ConnectionState.NEEDS_REAUTH:
+        return CardState("warn", "Needs re-authentication", connection.state_reason or (
+            f"{connection.provider.label} no longer accepts this branch's sign-in: sign in again to sync."))
+    if connection.state == ConnectionState.CREDENTIALS_REJECTED:
+        return CardState("warn", "Sage One login rejected", connection.state_reason or (
+            "Sage One AUS refused the saved login: sign in again with the current password."))
+    if connection.locked_until is not None and connection.locked_until > now:
+        return CardState("bad", "Login locked", f"Sage One AUS locked this login after too many failed sign-ins; "
+                                                f"it opens again {timefmt.ago(connection.locked_until, now)}.")
+    if connection.is_rate_limited(now):
+        return CardState("warn", "Rate-limited", f"{connection.provider.label} is limiting requests for this "
+                         f"business; syncs wait and go on {timefmt.ago(connection.rate_limited_until, now)} "
+                         f"(at {timefmt.clock(connection.rate_limited_until)}).")
+    if connection.provider == Provider.SAGE and not connection.sage_business_id:
+        return CardState("warn", "Choose the Sage business",
+                         "Choose which Sage business this branch uses: nothing is synced until you pick one.")
+    if connection.last_sync_outcome == SyncOutcome.FAILED:
+        return CardState("warn", "Last sync failed", last_failure or connection.state_reason
+                         or "The last sync stopped before the end; the rest waits for the next run.")
+    return CardState("ok", "Connected")
+
+
+@dataclass
+class LastSync:
+    """The latest ended sync of one kind (None: never ran)."""
+
+    label: str
+    job: Job | None
+
+    @property
+    def outcome(self) -> str | None:
+        if self.job is None:
+            return None
+        if self.job.status == JobStatus.FAILED:
+            return self.job.error or "Failed."
+        return (self.job.result or {}).get("summary") or "Finished."
 
 
 @dataclass
 class BranchCard:
     branch: Branch
     connection: Connection | None
-    last_job: Job | None
+    state: CardState
+    last_syncs: list[LastSync]
     active_jobs: list[Job]
+    pending: int = 0
+    failed: int = 0
+    top_failure: tuple[str, int] | None = None  # the most common failure reason and how many have it
+    blocked: dict[str, str] = field(default_factory=dict)  # sync kind → why its button is disabled
+
+    @property
+    def signed_in_as(self) -> tuple[str, str] | None:
+        """As whom the branch is connected: ("Sage One login", username), or for Sage ("Signed in by",
+        the person who signed in to Sage; the portal keeps no Sage username), None when not connected."""
+        c = self.connection
+        if c is None or not c.is_active:
+            return None
+        if c.provider == Provider.SAGE_ONE_AUS:
+            return ("Sage One login", c.sage_one_username) if c.sage_one_username else None
+        return ("Signed in by", c.connected_by.email) if c.connected_by else None
 
 
-def branch_cards(business) -> list[BranchCard]:
-    """One card per branch with its connection, last job and running jobs."""
-    branches = db.session.scalars(
-        db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
-    ).all()
+def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCard]:
+    """One card per branch (or per branch in `branch_ids`), in seven queries however many branches."""
+    query = db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
+    if branch_ids is not None:
+        query = query.where(Branch.id.in_(branch_ids))
+    branches = db.session.scalars(query).all()
     ids = [b.id for b in branches]
+    if not ids:
+        return []
     connections = {
         c.branch_id: c
-        for c in db.session.scalars(db.select(Connection).where(Connection.branch_id.in_(ids)))
+        for c in db.session.scalars(
+            db.select(Connection).where(Connection.branch_id.in_(ids))
+            .options(joinedload(Connection.connected_by), joinedload(Connection.credentials_owner)))
     }
-    latest = (
-        db.select(Job.branch_id, func.max(Job.created_at).label("at"))
-        .where(Job.branch_id.in_(ids))
-        .group_by(Job.branch_id)
-        .subquery()
-    )
-    last_jobs = {
-        j.branch_id: j
-        for j in db.session.scalars(
-            db.select(Job).join(latest, (Job.branch_id == latest.c.branch_id) & (Job.created_at == latest.c.at))
-        )
-    }
+    last = _last_syncs(ids)
     active: dict[int, list[Job]] = {}
     for job in db.session.scalars(
-        db.select(Job).where(Job.branch_id.in_(ids), Job.status.in_(("queued", "running")))
+        db.select(Job).where(Job.branch_id.in_(ids), Job.status.in_(("queued", "running"))).order_by(Job.created_at)
     ):
         active.setdefault(job.branch_id, []).append(job)
-    return [BranchCard(b, connections.get(b.id), last_jobs.get(b.id), active.get(b.id, [])) for b in branches]
+    open_rows = _open_rows(ids)
+    cards = []
+    for branch in branches:
+        connection = connections.get(branch.id)
+        kinds = SAGE_ONE_SYNCS if connection and connection.provider == Provider.SAGE_ONE_AUS else SAGE_SYNCS
+        last_syncs = [LastSync(label, last.get((branch.id, kind))) for kind, label in kinds]
+        failed_jobs = [s.job for s in last_syncs if s.job is not None and s.job.status == JobStatus.FAILED]
+        latest_failure = max(failed_jobs, key=lambda j: j.created_at).error if failed_jobs else None
+        state = card_state(connection, latest_failure)
+        pending, failed, reasons = open_rows.get(branch.id, (0, 0, Counter()))
+        jobs = active.get(branch.id, [])
+        cards.append(BranchCard(
+            branch, connection, state, last_syncs if connection else [], jobs, pending, failed,
+            reasons.most_common(1)[0] if reasons else None, _blocked(connection, state, jobs, kinds)))
+    return cards
+
+
+def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
+    """The latest ended sync job of each kind per branch, in one query."""
+    latest = (
+        db.select(Job.branch_id, Job.kind, func.max(Job.created_at).label("at"))
+        .where(Job.branch_id.in_(ids), Job.kind.in_(SYNC_KINDS),
+               Job.status.in_((JobStatus.FINISHED, JobStatus.FAILED)))
+        .group_by(Job.branch_id, Job.kind)
+        .subquery()
+    )
+    rows = db.session.scalars(
+        db.select(Job).join(latest, (Job.branch_id == latest.c.branch_id) & (Job.kind == latest.c.kind)
+                            & (Job.created_at == latest.c.at))
+    )
+    return {(job.branch_id, job.kind): job for job in rows}
+
+
+def _open_rows(ids: list[int]) -> dict[int, tuple[int, int, Counter]]:
+    """Per branch: contacts and issued invoices pending, failed, and how often each failure reason
+    occurs (one grouped query per table)."""
+    found: dict[int, list] = {}
+    for model, where in ((Contact, ()), (Invoice, (Invoice.status == InvoiceStatus.ISSUED,))):
+        rows = db.session.execute(
+            db.select(model.branch_id, model.sync_state, model.sync_error, func.count())
+            .where(model.branch_id.in_(ids), model.sync_state.in_((SyncState.PENDING, SyncState.FAILED)),
+                   model.deleted_at.is_(None), *where)
+            .group_by(model.branch_id, model.sync_state, model.sync_error)
+        )
+        for branch_id, state, error, n in rows:
+            entry = found.setdefault(branch_id, [0, 0, Counter()])
+            if SyncState(state) == SyncState.PENDING:
+                entry[0] += n
+            else:
+                entry[1] += n
+                entry[2][error or "No reason was recorded."] += n
+    return {branch_id: tuple(entry) for branch_id, entry in found.items()}
+
+
+def _blocked(connection: Connection | None, state: CardState, jobs: list[Job], kinds) -> dict[str, str]:
+    """Why each sync button of the card can't be used now (absent: it can)."""
+    if connection is None or not connection.is_active:
+        return {}
+    running = {job.kind for job in jobs}
+    blocked = {}
+    for kind, _ in kinds:
+        if kind in running:
+            blocked[kind] = "Running now: its progress is shown below."
+        elif state.tone in ("warn", "bad") and state.label != "Last sync failed":
+            blocked[kind] = f"{state.label}: {state.reason}"
+    return blocked
+
+
+class CardSyncRefused(Exception):
+    """A sync asked for from a card could not start; the message says why (nothing was queued)."""
+
+
+def start_sync(branch, kind: str, *, user, puppeteer, puppet_session, private_key: bytes | None) -> Job:
+    """Queue the card's sync of `kind` through its provider's one enqueue path.
+
+    Raises JobAlreadyRunning (a second click, another tab), CardSyncRefused (not connected, blocked,
+    no customer key for Sage One AUS) and, in a puppet session, PuppetReadOnly for Sage One AUS.
+    """
+    from portal import puppet
+    from portal.integrations.sage import enqueue as sage_jobs
+    from portal.integrations.sage_one_aus import sync as sage_one
+    from portal.jobqueue import JobAlreadyRunning, JobRefused
+
+    try:
+        if kind in dict(SAGE_SYNCS):
+            return sage_jobs.start_sync(branch, kind.removeprefix("sage.sync_"), requested_by=user,
+                                        puppeteer=puppeteer, puppet_session=puppet_session)
+        if kind in dict(SAGE_ONE_SYNCS):
+            if puppet_session is not None:
+                raise puppet.PuppetReadOnly()
+            return sage_one.enqueue_sync(branch, user, private_key, puppeteer=puppeteer)
+    except JobAlreadyRunning:
+        raise
+    except (JobRefused, sage_one.SyncRefused) as refused:
+        raise CardSyncRefused(str(refused)) from None
+    raise CardSyncRefused("There is no such sync.")
 
 
 def support_access_log(business_id: int, limit: int = 10) -> list[PuppetSession]:

@@ -1,14 +1,16 @@
 """The customer's self-service pages."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
-from portal import notify
-from portal.access import customer_required
+from portal import notify, puppet, sessions
+from portal.access import branch_for, customer_required
 from portal.customer import dashboard as dashboard_service
 from portal.extensions import csrf, db
+from portal.jobqueue import JobAlreadyRunning
+from portal.web import wants_fragment
 
 bp = Blueprint("customer", __name__)
 
@@ -24,6 +26,57 @@ def dashboard():
         "customer/dashboard.html", cards=cards, access_log=access_log, support_changes=support_changes,
         messages=notify.recent_for(current_user.business_id),
     )
+
+
+CARD_TEMPLATE = "customer/_branch_card.html"
+
+
+def _card(branch_id: int, notice: dict | None = None, status: int = 200):
+    """One branch's card as the dashboard shows it (a fragment), varying on HX-Request."""
+    branch = branch_for(current_user, branch_id)
+    if branch.business_id != current_user.business_id:
+        raise NotFound()
+    card = dashboard_service.branch_cards(current_user.business, [branch.id])[0]
+    response = redirect(url_for("customer.dashboard", _anchor=f"branch-card-{branch.id}")) if not wants_fragment() \
+        else (render_template(CARD_TEMPLATE, card=card, notice=notice), status)
+    return _vary_on_htmx(response)
+
+
+def _vary_on_htmx(response):
+    response = make_response(response)
+    response.vary.add("HX-Request")
+    return response
+
+
+@bp.get("/branches/<int:branch_id>/card")
+@customer_required
+def branch_card(branch_id: int):
+    """The branch's dashboard card on its own: the card re-fetches it when a job ends (`job-ended`)."""
+    return _card(branch_id)
+
+
+@bp.post("/branches/<int:branch_id>/card/sync/<kind>")
+@customer_required
+def sync_from_card(branch_id: int, kind: str):
+    """Start a sync from the card; answers with the card (202), or with the refusal on it (409, 403)."""
+    branch = branch_for(current_user, branch_id)
+    try:
+        job = dashboard_service.start_sync(branch, kind, user=current_user, puppeteer=puppet.current_puppeteer(),
+                                           puppet_session=puppet.current_session(),
+                                           private_key=sessions.private_key())
+    except JobAlreadyRunning as running:
+        notice, status = {"title": "Already running", "message": str(running), "level": "info"}, 409
+    except dashboard_service.CardSyncRefused as refused:
+        notice, status = {"title": "Not started", "message": str(refused), "level": "error"}, 409
+    except puppet.PuppetReadOnly as refused:
+        notice, status = {"title": "Not started", "message": refused.description, "level": "error"}, 403
+    else:
+        notice, status = None, 202
+        if not wants_fragment():
+            flash(f"{job.description}: started. Its progress shows on the card.", "success")
+    if notice is not None and not wants_fragment():
+        flash(notice["message"], notice["level"])
+    return _card(branch.id, notice, status)
 
 
 @bp.get("/notifications/unsubscribe/<token>")

@@ -32,6 +32,7 @@ WINDOW_SECONDS = 61  # Sage's minute, plus a second for a request's time on the 
 NAMESPACE = "sage-v31"
 HOLD_PREFIX = "portal:sage:hold:"
 LONGEST_PAUSE = 5.0  # re-check at least this often while waiting
+WAIT_WORTH_SAYING = 2.0  # a wait this long is told to `on_wait` (shorter ones are the run's pace)
 # How long a process trusts its last look at the hold. Another process's 429 is seen within this;
 # this process's own 429 at once. It spares a Redis round trip on most requests of a fast run.
 HOLD_RECHECK_SECONDS = 0.2
@@ -62,7 +63,7 @@ class BusinessRateLimit:
 
     def __init__(self, redis_url: str, business_id: str | None, per_minute: int, *, margin: float = 0.0,
                  daily_budget: int = 0, budget_window_seconds: int = 86400, window_seconds: int = WINDOW_SECONDS,
-                 max_wait: float | None = None,
+                 max_wait: float | None = None, on_wait: Callable[[float | None], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         self.business_id = business_id or "unknown"
         # `window_seconds`: Sage's minute plus one; tests shorten it (SAGE_RATE_WINDOW_SECONDS).
@@ -71,6 +72,9 @@ class BusinessRateLimit:
         self.day = RateLimitItemPerSecond(daily_budget, budget_window_seconds) if daily_budget else None
         self.moving, self.fixed, self.redis = _backend(redis_url)
         self.max_wait = max_wait
+        # Told when a wait worth saying starts (the POSIX time it ends) and when it is over (None),
+        # so a job's progress can say "waiting for Sage's rate limit" instead of an estimate.
+        self.on_wait = on_wait
         self._sleep = sleep
         self._clock = clock
         self.waited_seconds = 0.0
@@ -114,17 +118,22 @@ class BusinessRateLimit:
 
     def acquire(self) -> None:
         """Take a request slot for this business, waiting (or raising, see the class) as needed."""
-        waited = 0.0
+        waited, told = 0.0, False
         while True:
             pause = self._pause_needed(fresh=waited > 0)
             if pause <= 0:
                 break
             if self.max_wait is not None and waited + pause > self.max_wait:
                 raise SageBusy(pause)
+            if self.on_wait is not None and (told or pause >= WAIT_WORTH_SAYING):
+                self.on_wait(self._clock() + pause)
+                told = True
             pause = min(pause, LONGEST_PAUSE)
             self._sleep(pause)
             waited += pause
             self.waited_seconds += pause
+        if told:
+            self.on_wait(None)
         if self.day is not None and not self.fixed.hit(self.day, NAMESPACE, "day", self.business_id):
             raise BudgetExhausted(self.day_renews_at())
 

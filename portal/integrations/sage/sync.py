@@ -14,8 +14,7 @@ created. A lost answer to a create is always checked with a lookup before the cr
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -78,7 +77,7 @@ class RunPaused(Exception):
         self.resume_at = resume_at
 
 
-def rate_limit_for(connection: Connection, *, max_wait: float | None = None) -> BusinessRateLimit:
+def rate_limit_for(connection: Connection, *, max_wait: float | None = None, on_wait=None) -> BusinessRateLimit:
     """The shared limiter of the connection's Sage business (minute limit, margin, daily budget)."""
     config = current_app.config
     return BusinessRateLimit(config["REDIS_URL"], connection.sage_business_id,
@@ -87,15 +86,20 @@ def rate_limit_for(connection: Connection, *, max_wait: float | None = None) -> 
                              daily_budget=int(config["SAGE_DAILY_REQUEST_BUDGET"] or 0),
                              budget_window_seconds=int(config.get("SAGE_BUDGET_WINDOW_SECONDS") or 86400),
                              window_seconds=int(config.get("SAGE_RATE_WINDOW_SECONDS") or 60) + 1,
-                             max_wait=max_wait)
+                             max_wait=max_wait, on_wait=on_wait)
 
 
-def client_for(connection: Connection) -> SageClient:
-    """A v3.1 client for a job: it waits for the business's shared limit and backs off on failures."""
-    limit = rate_limit_for(connection)
-    return SageClient(api_url=current_app.config["SAGE_API_URL"], business_id=connection.sage_business_id,
-                      token=TokenProvider(connection.id, before_refresh=limit), limiter=limit,
-                      timeout=float(current_app.config["HTTP_TIMEOUT_SECONDS"]))
+def client_for(connection: Connection, progress=None) -> SageClient:
+    """A v3.1 client for a job: it waits for the business's shared limit and backs off on failures.
+
+    With the job's `progress`, its waits for the limit are shown and its estimate keeps to the limit."""
+    limit = rate_limit_for(connection, on_wait=progress.waiting if progress is not None else None)
+    client = SageClient(api_url=current_app.config["SAGE_API_URL"], business_id=connection.sage_business_id,
+                        token=TokenProvider(connection.id, before_refresh=limit), limiter=limit,
+                        timeout=float(current_app.config["HTTP_TIMEOUT_SECONDS"]))
+    if progress is not None and limit.minute is not None:
+        progress.paced_by(limit.minute.amount, limit.minute.get_expiry(), lambda: client.requests_sent)
+    return client
 
 
 def page_client_for(connection: Connection) -> SageClient:
@@ -292,7 +296,6 @@ class RunCounters:
     updated: int = 0
     batches_done: int = 0
     batches_total: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def count(self, outcome: str) -> None:
         self.done += 1
@@ -301,22 +304,20 @@ class RunCounters:
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
 
-    def eta_seconds(self) -> int | None:
-        elapsed = time.monotonic() - self.started
-        if not self.done or elapsed <= 0:
-            return None
-        return math.ceil(max(self.total - self.done, 0) / (self.done / elapsed))
+    def _figures(self) -> dict:
+        return {"failures": self.failures, "batches_done": self.batches_done, "batches_total": self.batches_total,
+                "created": self.created, "linked": self.linked, "updated": self.updated}
 
     def report(self, progress) -> None:
-        progress.update(self.done, self.total, failures=self.failures, batches_done=self.batches_done,
-                        batches_total=self.batches_total, eta_seconds=self.eta_seconds(),
-                        created=self.created, linked=self.linked, updated=self.updated)
+        progress.update(self.done, self.total, **self._figures())
         db.session.commit()
 
+    def report_record(self, progress) -> None:
+        """After each record: progress moves per record (job.meta only; the batch commits later)."""
+        progress.tick(self.done, self.total, **self._figures())
+
     def as_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("started")
-        return data
+        return asdict(self)
 
 
 def batch_size() -> int:
@@ -365,6 +366,7 @@ def _send_in_batches(connection: Connection, progress, counters: RunCounters, no
                 for row in batch:
                     progress.check()
                     counters.count(push(row, index))
+                    counters.report_record(progress)
             counters.batches_done += 1
             db.session.commit()
             counters.report(progress)
@@ -394,7 +396,7 @@ def sync_contacts(branch_id: int, progress) -> dict:
     far) when Sage or the sign-in stops the run, RunPaused when the daily budget is used up.
     """
     connection = usable_connection(branch_id)
-    client = client_for(connection)
+    client = client_for(connection, progress)
     flagged = flag_mass_resync(connection)
     counters = RunCounters(total=_count_open(Contact, branch_id))
     counters.batches_total = math.ceil(counters.total / batch_size())
@@ -666,7 +668,7 @@ def push_invoice(client: SageClient, invoice: Invoice, mapper: AccountMapper, in
 def sync_invoices(branch_id: int, progress) -> dict:
     """Send the branch's issued, pending or failed invoices to Sage in committed batches."""
     connection = usable_connection(branch_id)
-    client = client_for(connection)
+    client = client_for(connection, progress)
     mapper = AccountMapper(connection, client)
     issued = (Invoice.status == InvoiceStatus.ISSUED,)
     counters = RunCounters(total=_count_open(Invoice, branch_id, *issued))

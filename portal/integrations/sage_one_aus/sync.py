@@ -9,7 +9,6 @@ next run looks it up in Sage before creating it again: nothing is duplicated.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import date
 from decimal import Decimal
 
@@ -294,7 +293,6 @@ def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None 
                                  Invoice.sync_state != SyncState.SYNCED).order_by(Invoice.id)).all()
     total, done, failures, synced = len(contacts) + len(invoices), 0, 0, {"contacts": 0, "invoices": 0}
     progress.update(0, total, failures=0)
-    started = time.monotonic()
 
     def step(row, push, *args) -> None:
         nonlocal done, failures
@@ -312,9 +310,7 @@ def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None 
             row.mark_failed(str(exc))
             failures += 1
         done += 1
-        elapsed = time.monotonic() - started
-        progress.update(done, total, failures=failures,
-                        eta_seconds=round(elapsed / done * (total - done)) if done else None)
+        progress.update(done, total, failures=failures)  # the estimate is the measured rate's (jobs/runtime.py)
         db.session.commit()
 
     try:
