@@ -31,35 +31,58 @@ class PrivateRedis:
     url: str
     process: subprocess.Popen
     directory: str
+    port: int
+    persist: bool = False
 
-    def stop(self) -> None:
-        """Stop the server and remove its directory."""
+    def shut_down(self) -> None:
+        """Stop the server, keeping its directory (with `persist`, its data: Redis writes its
+        append-only file on the way down, as a production Redis restarting does)."""
         self.process.terminate()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def start_again(self) -> None:
+        """Start the server again on the same port and directory, after `shut_down`."""
+        self.process = _launch(self.port, self.directory, self.persist)
+        _wait_until_it_answers(self.url, self.process, self.port)
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        self.shut_down()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_private_redis(port: int | None = None, db: int = 0) -> PrivateRedis:
-    """Start redis-server on loopback with nothing persisted; raises RuntimeError if it can't."""
+def start_private_redis(port: int | None = None, db: int = 0, persist: bool = False) -> PrivateRedis:
+    """Start redis-server on loopback; nothing is persisted unless `persist` (an append-only file,
+    so that a restart keeps the data). Raises RuntimeError if it can't start."""
+    port = port or free_port()
+    directory = tempfile.mkdtemp(prefix="portal-redis-")
+    process = _launch(port, directory, persist)
+    url = f"redis://127.0.0.1:{port}/{db}"
+    _wait_until_it_answers(url, process, port)
+    return PrivateRedis(url, process, directory, port, persist)
+
+
+def _launch(port: int, directory: str, persist: bool) -> subprocess.Popen:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = port or free_port()
-    directory = tempfile.mkdtemp(prefix="portal-redis-")
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+    return subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "yes" if persist else "no", "--appendfsync", "always" if persist else "everysec",
          "--dir", directory, "--logfile", f"{directory}/redis.log"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"redis://127.0.0.1:{port}/{db}"
+
+
+def _wait_until_it_answers(url: str, process: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if answers(url):
-            return PrivateRedis(url, process, directory)
+            return
         if process.poll() is not None:
             break
         time.sleep(0.05)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from rq import get_current_job
 
+from portal import redis_outages
 from portal.extensions import db, get_redis
 from portal.leases import Lease, LeaseLost, first_expiry
 from portal.models import Job, JobStatus, utcnow
@@ -133,6 +134,7 @@ def portal_job(func):
         row.lease_expires_at = first_expiry()
         db.session.commit()
         rq_job = get_current_job()
+        started = time.monotonic()
         lease = Lease(job_id, get_redis(), db.engine, token=rq_job.id if rq_job is not None else job_id)
         lease.start()
         outcome, summary, error = JobStatus.FAILED, None, None
@@ -166,7 +168,7 @@ def portal_job(func):
             if row.status != JobStatus.RUNNING:
                 return None  # failed by the portal after a lapse it noticed before this run did
             row.status = JobStatus.QUEUED if retrying else outcome
-            row.result = summary
+            row.result = _with_redis_wait(summary, redis_outages.waited_since(started))
             row.error = error
             row.progress_done, row.progress_total = progress.done, progress.total
             row.lease_expires_at = None
@@ -181,6 +183,16 @@ def portal_job(func):
                 _tell_if_failing(row)
 
     return run
+
+
+def _with_redis_wait(summary, waited: float):
+    """The summary, saying so when the run had to wait for Redis (it restarted mid-run)."""
+    if not waited or not isinstance(summary, dict):
+        return summary
+    note = (f"Redis was unreachable for about {round(waited)} s during the run (it restarted); "
+            "the run waited for it and carried on.")
+    return {**summary, "summary": f"{summary.get('summary', '').rstrip()} {note}".strip(),
+            "redis_wait_seconds": round(waited, 1)}
 
 
 def _tell_if_failing(row: Job) -> None:

@@ -44,9 +44,10 @@ def register(app: Flask) -> None:
     @app.cli.command("scheduler")
     def scheduler():
         """Run the scheduler: queues the minutely schedule job (only one leads, however many run)."""
-        from portal.extensions import get_redis
+        from portal.extensions import get_redis, patient_with_redis
         from portal.scheduler import build_scheduler
 
+        patient_with_redis(current_app._get_current_object())
         build_scheduler(get_redis(), current_app.config["RQ_QUEUE"]).start()
 
     @app.cli.command("worker")
@@ -54,8 +55,10 @@ def register(app: Flask) -> None:
     @click.option("--name", default=None, help="Worker name (defaults to RQ's).")
     def worker(burst: bool, name: str | None):
         """Run an RQ worker with this app's config."""
+        from portal.extensions import patient_with_redis
         from portal.worker import build_worker
 
+        patient_with_redis(current_app._get_current_object())
         build_worker(current_app._get_current_object(), name=name).work(
             burst=burst, with_scheduler=True, logging_level="INFO"
         )

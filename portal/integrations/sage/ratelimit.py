@@ -22,10 +22,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
+from flask import current_app, has_app_context
 from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from portal import redis_outages
 from portal.integrations.sage.client import BudgetExhausted, SageBusy
 
 WINDOW_SECONDS = 61  # Sage's minute, plus a second for a request's time on the way
@@ -41,12 +43,16 @@ _backends: dict[str, tuple[MovingWindowRateLimiter, FixedWindowRateLimiter, redi
 
 
 def _backend(redis_url: str):
-    # One storage (and connection pool) per Redis URL per process.
-    if redis_url not in _backends:
-        storage = RedisStorage(redis_url, key_prefix="portal-limits")
-        _backends[redis_url] = (MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage),
-                                redis.Redis.from_url(redis_url))
-    return _backends[redis_url]
+    # One storage (and connection pool) per Redis URL per process, riding out a Redis restart as
+    # long as this process's other Redis clients do (portal/redis_outages.py).
+    wait = float(current_app.config.get("REDIS_OUTAGE_WAIT_SECONDS", redis_outages.WEB_WAIT_SECONDS)
+                 if has_app_context() else redis_outages.WEB_WAIT_SECONDS)
+    key = f"{redis_url}#{wait}"
+    if key not in _backends:
+        storage = RedisStorage(redis_url, key_prefix="portal-limits", **redis_outages.client_options(wait))
+        _backends[key] = (MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage),
+                          redis_outages.client(redis_url, wait))
+    return _backends[key]
 
 
 def paced_rate(per_minute: int, margin: float) -> int:
