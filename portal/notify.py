@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
 from rq import Retry
 
+from portal import timefmt
 from portal.extensions import db
 from portal.models import Branch, Notification, Role, User, utcnow
 
@@ -30,13 +30,8 @@ NEEDS_SIGN_IN, LOGIN_REJECTED, SYNC_FAILING, RESYNC_DELAYED = (
 
 
 def local_time(moment: datetime, branch: Branch) -> str:
-    """`moment` in the business's time zone, with the zone named: '3 Dec 10:15 (Australia/Sydney)'."""
-    name = branch.business.time_zone or "UTC"
-    try:
-        zone = ZoneInfo(name)
-    except ZoneInfoNotFoundError:
-        zone, name = ZoneInfo("UTC"), "UTC"
-    return f"{moment.astimezone(zone):%-d %b %H:%M} ({name})"
+    """`moment` in the business's time zone, with the zone named: '3 Dec 2026, 10:15 am Sydney time (AEDT)'."""
+    return timefmt.with_zone(moment, timefmt.zone_for(branch.business.time_zone))
 
 
 def _serializer() -> URLSafeSerializer:
