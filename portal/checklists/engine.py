@@ -9,7 +9,12 @@ no `default_next` to the following step in the list.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from portal import timefmt
 
 CHECK, QUESTION, ACTION, OUTCOME = "check", "question", "action", "outcome"
 SKIPPED = "skipped"
@@ -134,20 +139,66 @@ def walk(scenario: Scenario, rows: list) -> Walk:
     return Walk(path, None)
 
 
-class _Blank(dict):
-    def __missing__(self, key):
-        return "(unknown)"
+_OPTIONAL = re.compile(r"\[\[((?:(?!\[\[|\]\]).)*)\]\]", re.S)  # an innermost [[ … ]]
+_FIELD = re.compile(r"\{(\w+)\}")
 
 
 def evidence_values(rows: list) -> dict:
-    """Every evidence value the run has seen, latest first wins, for formatting messages."""
+    """Every evidence value the run has seen, the latest row of a key winning, for formatting messages."""
     values: dict = {}
     for row in rows:
         if row.kind == "check":
-            values.update({k: v for k, v in (row.evidence or {}).items() if v is not None})
+            values.update({k: v for k, v in (row.evidence or {}).items() if v not in (None, "")})
     return values
 
 
-def format_message(template: str, values: dict) -> str:
-    """Fill a message template's {placeholders} from evidence; unknown ones read "(unknown)"."""
-    return template.format_map(_Blank(values)).strip()
+def missing_fields(template: str, values: dict) -> set[str]:
+    """The {placeholders} outside every optional [[ … ]] part that `values` has no value for."""
+    return {name for name in _FIELD.findall(_drop_optional(template)) if name not in values}
+
+
+def _drop_optional(template: str) -> str:
+    while _OPTIONAL.search(template):
+        template = _OPTIONAL.sub("", template)
+    return template
+
+
+def format_message(template: str, values: dict, zone: ZoneInfo | None = None) -> str:
+    """Fill a message template from the run's values.
+
+    A part written [[ like this {value} ]] appears only when every value it names is known, so a
+    sentence never shows a blank or a placeholder ("… (Sage id {sage_id})" is left out when no Sage
+    id was seen). Parts nest. Moments (ISO text from checks.moment) are written with their zone named,
+    since a message is read away from the page. A value missing outside every optional part is a
+    mistake in the scenario (tests/checklists walks every path to prove there is none); it reads "—".
+    """
+
+    def text(name: str) -> str | None:
+        value = values.get(name)
+        if value is None or value == "":
+            return None
+        moment = as_moment(value)
+        return timefmt.with_zone(moment, zone) if moment is not None else str(value)
+
+    def optional(match: re.Match) -> str:
+        part = match.group(1)
+        filled = [text(name) for name in _FIELD.findall(part)]
+        return part if all(v is not None for v in filled) else ""
+
+    while _OPTIONAL.search(template):
+        # Decide each innermost part on its own values, keeping its placeholders for the pass below.
+        template = _OPTIONAL.sub(optional, template)
+    return _FIELD.sub(lambda m: text(m.group(1)) or "—", template).strip()
+
+
+def as_moment(value) -> datetime | None:
+    """A check's moment (ISO 8601 text with an offset, as checks.moment writes it) back as a datetime."""
+    if isinstance(value, str) and _ISO.match(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")

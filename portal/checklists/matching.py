@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from portal import timefmt
 from portal.checklists import scenarios
 from portal.checklists.checks import STUCK_AFTER
 from portal.checklists.engine import Scenario
@@ -69,6 +70,7 @@ def _failed_voids(branch: Branch, jobs: list[Job]) -> list[Suggestion]:
 def for_business(business: Business) -> list[Suggestion]:
     """The scenarios that match each branch's connection, jobs and voids right now (a few queries)."""
     now = utcnow()
+    zone = timefmt.zone_for(business.time_zone)
     branches = list(business.branches)
     jobs = _latest_jobs([b.id for b in branches]) if branches else {}
     found: list[Suggestion] = []
@@ -79,11 +81,18 @@ def for_business(business: Business) -> list[Suggestion]:
         def add(scenario: Scenario, reason: str, branch=branch) -> None:
             found.append(Suggestion(scenario, branch, reason))
 
+        rate_limited = conn is not None and conn.is_rate_limited(now)
         if conn is not None and conn.provider == Provider.SAGE_ONE_AUS:
-            if conn.state == ConnectionState.CREDENTIALS_REJECTED or conn.login_failures or (
-                    conn.locked_until is not None and conn.locked_until > now):
+            # Only a refused or locked login says the login changed: a count of failed logins alone
+            # (a typo at sign-in) does not, and a rate limit is "slow down", never a login problem.
+            locked = conn.locked_until is not None and conn.locked_until > now
+            if conn.state == ConnectionState.CREDENTIALS_REJECTED:
                 add(scenarios.SAGE_ONE_AUS_LOGIN_CHANGED,
                     f"Sage One AUS rejects the stored login ({conn.sage_one_username}).")
+            elif locked:
+                add(scenarios.SAGE_ONE_AUS_LOGIN_CHANGED,
+                    f"Sage One has locked the login {conn.sage_one_username} until "
+                    f"{timefmt.when(conn.locked_until, zone)}.")
             elif conn.state != ConnectionState.CONNECTED:
                 add(scenarios.SAGE_ONE_AUS_PUPPET_AUTH,
                     "Sage One AUS needs the customer to authenticate themselves.")
@@ -91,18 +100,20 @@ def for_business(business: Business) -> list[Suggestion]:
             if conn.mass_resync_started_at is not None:
                 add(scenarios.SAGE_MASS_RESYNC,
                     f"A mass re-sync of {conn.mass_resync_total or 'all'} contacts started "
-                    f"{conn.mass_resync_started_at:%d %b %H:%M} UTC.")
+                    f"{timefmt.ago(conn.mass_resync_started_at, now)}.")
             if conn.state == ConnectionState.NEEDS_REAUTH:
                 add(scenarios.SAGE_TOKEN_DIED, "Sage no longer accepts the branch's sign-in.")
-        if conn is not None and conn.is_rate_limited(now):
-            add(scenarios.SAGE_RATE_LIMITED, f"Rate-limited until {conn.rate_limited_until:%H:%M} UTC.")
+        if rate_limited:
+            add(scenarios.SAGE_RATE_LIMITED, f"{conn.provider.label} is rate-limiting the branch until "
+                                             f"{timefmt.when(conn.rate_limited_until, zone)}.")
         syncs = [j for j in branch_jobs if "sync" in j.kind]
         stuck = [j for j in syncs if j.status.value in ACTIVE_STATUSES and now - j.created_at > STUCK_AFTER
                  and not j.progress_done]
         if stuck:
             add(scenarios.SYNC_FAILED_OR_STUCK, f"{stuck[0].description or stuck[0].kind} looks stuck.")
-        elif (syncs and syncs[0].status == JobStatus.FAILED) or (
-                conn is not None and conn.last_sync_outcome == SyncOutcome.FAILED and not syncs):
+        # While rate-limited, a failed sync is the limit's doing, which its own checklist covers.
+        elif not rate_limited and ((syncs and syncs[0].status == JobStatus.FAILED) or (
+                conn is not None and conn.last_sync_outcome == SyncOutcome.FAILED and not syncs)):
             add(scenarios.SYNC_FAILED_OR_STUCK, "The last sync failed.")
         found.extend(_failed_voids(branch, branch_jobs))
     return found

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from flask import abort
 
-from portal import audit, puppet
+from portal import audit, puppet, timefmt
 from portal.checklists import actions, checks, scenarios
 from portal.checklists.engine import (
     ACTION,
@@ -20,6 +20,7 @@ from portal.checklists.engine import (
     SKIPPED,
     Scenario,
     Walk,
+    as_moment,
     evidence_values,
     format_message,
     walk,
@@ -31,6 +32,7 @@ from portal.models import (
     ChecklistRun,
     ChecklistStepResult,
     Invoice,
+    Provider,
     PuppetSession,
     RunOutcome,
     RunStatus,
@@ -45,7 +47,12 @@ MAX_MESSAGE = 5000
 
 
 class RunError(ValueError):
-    """The request can't be applied to the run; the message says why, in plain words."""
+    """The request can't be applied to the run; the message says why, in plain words, and `field`
+    names the form field it is about (a start form shows it beside that field)."""
+
+    def __init__(self, message: str, field: str = "form"):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -63,9 +70,14 @@ class RunView:
         return step.outcome if step is not None else None
 
     @property
+    def zone(self):
+        """The customer's time zone, which the run's pages and messages write times in."""
+        return timefmt.zone_for(self.run.business.time_zone)
+
+    @property
     def suggested_message(self) -> str:
         step = self.walk.outcome_step
-        return format_message(step.message, self.values) if step is not None else ""
+        return format_message(step.message, self.values, self.zone) if step is not None else ""
 
 
 def scenario_or_404(slug: str) -> Scenario:
@@ -106,11 +118,15 @@ def context_for(run: ChecklistRun, puppet_session: PuppetSession | None = None) 
                                invoice=invoice, puppet_session=puppet_session)
 
 
-def _base_values(run: ChecklistRun) -> dict:
+def _base_values(run: ChecklistRun, scenario: Scenario) -> dict:
+    """What every message may name: the customer, the branch, the run's subject and the provider."""
     values = {"business": run.business.name, "branch": run.branch.name if run.branch else "the branch"}
     values.update({k: v for k, v in (run.subject or {}).items() if v is not None})
-    if run.branch is not None and run.branch.connection is not None:
-        values["provider"] = run.branch.connection.provider.label
+    connection = run.branch.connection if run.branch is not None else None
+    if connection is not None:
+        values["provider"] = connection.provider.label
+    else:  # not connected: the provider the scenario is about
+        values["provider"] = Provider(scenario.provider).label if scenario.provider else Provider.SAGE.label
     return values
 
 
@@ -118,7 +134,7 @@ def view(run: ChecklistRun) -> RunView:
     """The run, its scenario and where the walk stands."""
     scenario = scenarios.get(run.scenario)
     rows = list(run.step_results)
-    return RunView(run, scenario, walk(scenario, rows), {**_base_values(run), **evidence_values(rows)})
+    return RunView(run, scenario, walk(scenario, rows), {**evidence_values(rows), **_base_values(run, scenario)})
 
 
 def _row(run: ChecklistRun, step_id: str, kind: str, by: User | None, **fields) -> ChecklistStepResult:
@@ -144,17 +160,17 @@ def start(scenario: Scenario, business: Business, branch: Branch | None, by: Use
           puppet_session: PuppetSession | None = None, invoice_ref: str | None = None) -> ChecklistRun:
     """Start a run for a customer and evaluate every check; raises RunError for a bad subject."""
     if branch is not None and branch.business_id != business.id:
-        raise RunError("That branch belongs to another business.")
+        raise RunError("That branch belongs to another business.", "branch_id")
     if branch is None and len(business.branches) == 1:
         branch = business.branches[0]
     if branch is None:
-        raise RunError("Choose the branch this checklist is about.")
+        raise RunError("Choose the branch this checklist is about.", "branch_id")
     subject = {}
     if scenario.needs_invoice:
         invoice = find_invoice(branch, invoice_ref)
         subject["invoice_number"] = (invoice_ref or "").strip() or None
         if not subject["invoice_number"]:
-            raise RunError("Give the invoice number this checklist is about.")
+            raise RunError("Give the invoice number this checklist is about.", "invoice")
         if invoice is not None:
             subject.update(invoice_id=invoice.id, invoice_number=invoice.number)
     run = ChecklistRun(scenario=scenario.slug, business_id=business.id, branch_id=branch.id, subject=subject,
@@ -307,16 +323,24 @@ def finish(run: ChecklistRun, by: User, outcome: str, message: str) -> None:
 
 
 def diagnostics(run: ChecklistRun) -> str:
-    """A plain-text summary of the run, its checks with evidence, answers, actions and notes, for a ticket."""
+    """A plain-text summary of the run, its checks with evidence, answers, actions and notes, for a ticket.
+
+    Read away from the page, so every time names its zone (the customer's).
+    """
     current = view(run)
+    zone = current.zone
+
+    def at(moment) -> str:
+        return timefmt.with_zone(moment, zone)
+
     lines = [
         f"Checklist #{run.id}: {current.scenario.title}",
         f"Customer: {run.business.name} (business #{run.business_id})"
         + (f", branch {run.branch.name} (#{run.branch_id})" if run.branch else ""),
-        f"Started {checks.when(run.started_at)} by {run.started_by.email if run.started_by else 'unknown'}",
+        f"Started {at(run.started_at)} by {run.started_by.email if run.started_by else 'someone no longer here'}",
     ]
     if run.outcome is not None:
-        lines.append(f"Outcome: {run.outcome.label} ({checks.when(run.finished_at)})")
+        lines.append(f"Outcome: {run.outcome.label} ({at(run.finished_at)})")
     for key, value in (run.subject or {}).items():
         lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
     lines.append("")
@@ -326,18 +350,18 @@ def diagnostics(run: ChecklistRun) -> str:
             lines.append(f"→ {step.title}")
             continue
         latest = state.latest
-        verdict = (latest.result.upper() if latest is not None and step.kind == CHECK
-                   else (latest.summary if latest is not None else "not done"))
-        lines.append(f"[{verdict}] {step.title}" + (f" — {latest.summary}" if latest is not None and step.kind == CHECK
-                                                     else ""))
         if latest is not None and step.kind == CHECK:
-            lines.append(f"    checked {checks.when(latest.recorded_at)}")
+            lines.append(f"[{checks.finding(step.check, latest.result).label}] {step.title} — {latest.summary}")
+            lines.append(f"    checked {at(latest.recorded_at)}")
             for key, value in (latest.evidence or {}).items():
-                if value is not None:
-                    lines.append(f"    {key.replace('_', ' ')}: {value}")
+                if value is not None and value != "":
+                    moment = as_moment(value)
+                    lines.append(f"    {key.replace('_', ' ')}: {at(moment) if moment else value}")
+        else:
+            lines.append(f"[{latest.summary if latest is not None else 'not done'}] {step.title}")
         for row in state.history:
             if row.note:
-                lines.append(f"    note ({row.recorded_by.email if row.recorded_by else '?'}): {row.note}")
+                lines.append(f"    note ({row.recorded_by.email if row.recorded_by else 'someone'}): {row.note}")
     if run.outcome_message:
         lines += ["", "Message:", run.outcome_message]
     return "\n".join(lines)

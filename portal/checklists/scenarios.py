@@ -18,12 +18,13 @@ SAGE_ONE_AUS_PUPPET_AUTH = Scenario(
             "Guide the customer through authenticating themselves.",
     provider="sage_one_aus",
     steps=(
-        Step("branch", CHECK, "Is the branch on Sage One AUS?", check="branch_on_sage_one_aus",
+        Step("branch", CHECK, "Sage One AUS on the branch", check="branch_on_sage_one_aus",
              next={"fail": "wrong_provider"}),
-        Step("puppet", CHECK, "Are you in a puppet session?", check="puppet_session",
+        Step("puppet", CHECK, "A puppet session", check="puppet_session",
              help="In a puppet session the portal never holds the customer's key, so Sage One AUS can't be "
                   "authenticated — whatever the page or request looks like."),
-        Step("state", CHECK, "What state is the connection in?", check="sage_one_connection_state"),
+        Step("state", CHECK, "The Sage One AUS sign-in", check="sage_one_connection_state",
+             next={"pass": "already_connected"}),
         Step("can_sign_in", QUESTION, "Can the customer sign in to the portal themselves?", choices=YES_NO,
              next={"yes": "guide_customer", "no": "escalate_access"}),
         Step("guide_customer", OUTCOME, "Send the customer the steps to authenticate", outcome=CUSTOMER_ACTION,
@@ -33,13 +34,16 @@ SAGE_ONE_AUS_PUPPET_AUTH = Scenario(
                  "1. Sign in to the portal with your own email and password.\n"
                  "2. On the Branches page, find {branch}.\n"
                  "3. Choose \"Connect Sage One AUS\" and enter your Sage One username and password"
-                 " (this branch was last connected as {username}).\n"
+                 "[[ (this branch was last connected as {username})]].\n"
                  "4. If you have more than one Sage One company, pick the one for {branch}.\n\n"
                  "Once it shows Connected, your sync will run as usual. Reply to this message if anything looks "
                  "different.")),
         Step("escalate_access", OUTCOME, "Escalate: the customer can't sign in", outcome=ESCALATED,
              message="The customer of {business} can't sign in to the portal to authenticate Sage One AUS for "
                      "{branch}; their portal access needs fixing first."),
+        Step("already_connected", OUTCOME, "Nothing to authenticate: it is connected", outcome=RESOLVED,
+             message="{branch} is connected to Sage One AUS[[ as {username}]], so there is nothing to "
+                     "authenticate."),
         Step("wrong_provider", OUTCOME, "Not a Sage One AUS branch", outcome=RESOLVED,
              message="{branch} is connected to {provider}, not Sage One AUS; use the Sage checklists instead."),
     ),
@@ -52,30 +56,45 @@ SAGE_MASS_RESYNC = Scenario(
             "for re-sync. Expected: let it finish in batches.",
     provider="sage",
     steps=(
-        Step("flagged", CHECK, "Were all contacts flagged because none had a Sage id?", check="mass_resync_flagged",
-             next={"fail": "not_mass_resync"}),
-        Step("changed", CHECK, "When did the connection last change?", check="connection_changed", mandatory=False),
-        Step("progress", CHECK, "How far is it, and when will it end?", check="contact_sync_progress",
-             next={"pass": "expected", "warn": "failures_reviewed", "fail": "rerun"}),
-        Step("failures_reviewed", QUESTION, "Do the failed contacts have a reason the customer can fix (e.g. a bad "
+        Step("flagged", CHECK, "A mass re-sync (every contact flagged, none with a Sage id)",
+             check="mass_resync_flagged", next={"fail": "not_mass_resync", "other_provider": "not_on_sage"}),
+        Step("changed", CHECK, "A recent change of the connection", check="connection_changed", mandatory=False),
+        Step("progress", CHECK, "The contact sync's progress", check="contact_sync_progress",
+             next={"running": "expected", "finished": "finished", "warn": "failures_reviewed", "fail": "rerun",
+                   "unknown": "escalate_unread", "other_provider": "not_on_sage"}),
+        Step("failures_reviewed", QUESTION, "Do the refused contacts have a reason the customer can fix (e.g. a bad "
              "email)?", choices=YES_NO, next={"yes": "fix_failures", "no": "escalate_failures"}),
         Step("rerun", ACTION, "Run the Sage contact sync again to carry on", action="rerun_sage_contact_sync",
-             mandatory=False, default_next="expected",
+             mandatory=False, next={"skipped": "customer_reruns"}, default_next="expected",
              help="Each batch was committed, so the new run picks up only what is still flagged."),
         Step("expected", OUTCOME, "Expected: let it complete", outcome=RESOLVED,
-             message="Hello,\n\nYour branch {branch} was reconnected to Sage, and no contact had a Sage id yet, so "
-                     "every contact is being uploaded again, in batches. This is expected and nothing will be "
-                     "duplicated. Progress: {done} of {total} ({eta} left at the current rate).\n\n"
-                     "You don't need to do anything; it finishes on its own."),
-        Step("fix_failures", OUTCOME, "Ask the customer to fix the failed contacts", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nThe Sage upload for {branch} is going well, but {failures} contacts were refused by "
-                     "Sage. You'll find each one with Sage's reason on the branch's Sage page; once corrected, "
-                     "they go up with the next sync."),
-        Step("escalate_failures", OUTCOME, "Escalate the failures", outcome=ESCALATED,
-             message="Mass re-sync of {branch} has {failures} failed contacts with no reason the customer can fix."),
+             message="Hello,\n\nNo contact of {branch} had a Sage id (this happens after a branch is reconnected to "
+                     "Sage), so every contact is being uploaded to Sage again, in batches. This is expected and "
+                     "nothing will be duplicated.[[ Progress: {done} of {total}[[, about {eta} left at the current "
+                     "rate]].]]\n\nYou don't need to do anything; it finishes on its own."),
+        Step("finished", OUTCOME, "Finished: every contact is in Sage", outcome=RESOLVED,
+             message="Hello,\n\nThe upload of {branch}'s contacts to Sage has finished: every contact is in Sage, "
+                     "and nothing was duplicated."),
+        Step("customer_reruns", OUTCOME, "The customer runs the contact sync again", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\nThe upload of {branch}'s contacts to Sage stopped before it finished"
+                     "[[ ({contacts_pending} contacts are still waiting)]]. Nothing is lost and nothing will be "
+                     "duplicated: sign in to the portal, open {branch}'s Sage page and choose \"Sync contacts\" to "
+                     "carry on from where it stopped."),
+        Step("fix_failures", OUTCOME, "Ask the customer to fix the refused contacts", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\nSage refused some of {branch}'s contacts[[ ({failures} so far)]]. You'll find each "
+                     "one with Sage's reason on the branch's Sage page; once corrected, they go up with the next "
+                     "sync."),
+        Step("escalate_failures", OUTCOME, "Escalate the refused contacts", outcome=ESCALATED,
+             message="The contact upload of {branch} has contacts refused by Sage[[ ({failures})]] with no reason "
+                     "the customer can fix."),
+        Step("escalate_unread", OUTCOME, "Escalate: the progress couldn't be read", outcome=ESCALATED,
+             message="The checklist couldn't read how far the contact upload of {branch} is; look at the branch's "
+                     "jobs by hand."),
         Step("not_mass_resync", OUTCOME, "Not a mass re-sync", outcome=ESCALATED,
              message="{branch}: contacts already have Sage ids, so this isn't the mass re-sync. Look at the sync "
                      "history instead."),
+        Step("not_on_sage", OUTCOME, "Not a Sage branch", outcome=RESOLVED,
+             message="{branch} isn't connected to Sage, so no Sage contact upload applies."),
     ),
 )
 
@@ -86,9 +105,10 @@ SAGE_ONE_AUS_LOGIN_CHANGED = Scenario(
             "disconnects Sage One AUS and authenticates again with the new username.",
     provider="sage_one_aus",
     steps=(
-        Step("username", CHECK, "Which username is stored?", check="sage_one_stored_username"),
+        Step("username", CHECK, "A stored Sage One username", check="sage_one_stored_username",
+             next={"other_provider": "not_sage_one", "pass": "connect_any_login", "unknown": "escalate_unread"}),
         Step("failures", CHECK, "Recent credential failures", check="sage_one_credential_failures"),
-        Step("lockout", CHECK, "Is the username locked out?", check="sage_one_lockout",
+        Step("lockout", CHECK, "A lock on the username", check="sage_one_lockout",
              next={"fail": "wait_for_lock"}),
         Step("which_change", QUESTION, "What changed for the customer?",
              choices=(("new_username", "They now use a different Sage One username"),
@@ -97,22 +117,31 @@ SAGE_ONE_AUS_LOGIN_CHANGED = Scenario(
              next={"new_username": "disconnect_reauth", "new_password": "reenter_password",
                    "unsure": "disconnect_reauth"}),
         Step("wait_for_lock", OUTCOME, "Wait for the lock to lift, then re-authenticate", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nSage One has locked the login {username} after too many failed sign-ins, until "
-                     "{locked_until}. After that: sign in to the portal, open {branch}, choose \"Disconnect Sage One "
-                     "AUS\", then \"Connect Sage One AUS\" with your new Sage One username and password."),
+             message="Hello,\n\nSage One has locked the login[[ {username}]] after too many failed sign-ins"
+                     "[[, until {locked_until}]]. Once the lock has lifted, sign in to the portal, open {branch} and "
+                     "choose \"Connect Sage One AUS\" with your current Sage One password. If you now use a "
+                     "different Sage One username, choose \"Disconnect Sage One AUS\" first."),
         Step("disconnect_reauth", OUTCOME, "Disconnect and re-authenticate with the new username",
              outcome=CUSTOMER_ACTION,
-             message="Hello,\n\n{branch} is connected to Sage One AUS as {username}, and the portal only accepts that "
-                     "same login until the branch is disconnected (so records never land in the wrong Sage "
-                     "account). To use your new login:\n\n"
+             message="Hello,\n\n{branch} is connected to Sage One AUS[[ as {username}]], and the portal only "
+                     "accepts that same login until the branch is disconnected (so records never land in the wrong "
+                     "Sage account). To use your new login:\n\n"
                      "1. Sign in to the portal yourself.\n"
                      "2. Open {branch} and choose \"Disconnect Sage One AUS\". Your data stays in the portal.\n"
                      "3. Choose \"Connect Sage One AUS\" and enter the new username and password.\n\n"
                      "The next sync will then run as usual."),
         Step("reenter_password", OUTCOME, "Re-enter the password", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nSage One AUS no longer accepts the stored password for {username}. Sign in to the "
-                     "portal, open {branch} and choose \"Connect Sage One AUS\" with the same username and your new "
-                     "password. No need to disconnect."),
+             message="Hello,\n\nYour Sage One password changed, so the password the portal saved[[ for {username}]] "
+                     "no longer works. Sign in to the portal, open {branch} and choose \"Connect Sage One AUS\" with "
+                     "the same username and your new password. No need to disconnect."),
+        Step("connect_any_login", OUTCOME, "Connect with the new login", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\n{branch} isn't bound to a Sage One login, so any login works. Sign in to the "
+                     "portal, open {branch} and choose \"Connect Sage One AUS\" with your new Sage One username and "
+                     "password."),
+        Step("escalate_unread", OUTCOME, "Escalate: the check couldn't read it", outcome=ESCALATED,
+             message="The checklist couldn't read the Sage One AUS login of {branch}; look at it by hand."),
+        Step("not_sage_one", OUTCOME, "Not a Sage One AUS branch", outcome=RESOLVED,
+             message="{branch} isn't connected to Sage One AUS, so no Sage One login is involved."),
     ),
 )
 
@@ -123,23 +152,44 @@ SAGE_VOID_STILL_SHOWN = Scenario(
             "completed in Sage, or whether the record needs manual clean-up.",
     needs_invoice=True,
     steps=(
-        Step("invoice", CHECK, "Was the invoice soft-deleted?", check="invoice_record",
-             next={"fail": "no_invoice"}),
-        Step("void_job", CHECK, "Did the void job run, and how did it end?", check="void_job"),
-        Step("sage_now", CHECK, "What does Sage say about the invoice now?", check="sage_invoice_now",
-             next={"pass": "done", "fail": "rerun_void", "warn": "manual_cleanup", "unknown": "rerun_void"}),
+        Step("invoice", CHECK, "The invoice in the portal, deleted ones included", check="invoice_record",
+             next={"missing": "no_invoice"}),
+        Step("void_job", CHECK, "The portal's void of the invoice", check="void_job"),
+        Step("sage_now", CHECK, "The invoice in Sage now", check="sage_invoice_now",
+             next={"void": "done", "live": "rerun_void", "not_done": "rerun_void", "no_record": "rerun_void",
+                   "unknown": "rerun_void", "missing": "missing_in_sage", "never_sent": "never_sent",
+                   "other_business": "other_business", "not_connected": "not_connected"}),
         Step("rerun_void", ACTION, "Run the void again", action="rerun_void", mandatory=False,
-             default_next="after_rerun",
+             next={"skipped": "manual_cleanup"}, default_next="after_rerun",
              help="The void checks Sage first, so a second run never voids twice."),
-        Step("after_rerun", QUESTION, "Did the re-run void finish with the invoice void in Sage?", choices=YES_NO,
-             next={"yes": "done", "no": "manual_cleanup"}),
+        Step("after_rerun", QUESTION, "Did the new void finish with the invoice void in Sage? (Run the checks "
+             "again to see.)", choices=YES_NO, next={"yes": "done", "no": "manual_cleanup"}),
         Step("done", OUTCOME, "Done: Sage has it void", outcome=RESOLVED,
-             message="Hello,\n\nInvoice {invoice_number} is void in Sage. If you still see it, refresh the page in "
-                     "Sage: it shows as void rather than disappearing."),
+             message="Hello,\n\nInvoice {invoice_number} is void in {provider}. If you still see it, refresh the "
+                     "page in {provider}: a void invoice stays listed, marked as void, rather than disappearing."),
         Step("manual_cleanup", OUTCOME, "Manual clean-up in Sage", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nInvoice {invoice_number} couldn't be voided from the portal ({void_outcome}). Please "
-                     "remove it by hand in Sage: open Sales › Invoices, find invoice {invoice_number} (Sage id "
-                     "{sage_id}), and void it there."),
+             message="Hello,\n\nInvoice {invoice_number} is still not void in {provider}, and the portal can't "
+                     "finish it from here[[ (the last attempt ended: “{void_failure}”)]]. Please void it by hand in "
+                     "{provider}: find invoice {invoice_number}[[ (its {provider} id is {sage_id})]] and void it "
+                     "there."),
+        Step("missing_in_sage", OUTCOME, "Sage has no invoice with its id", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\n{provider} has no invoice with the id the portal holds for invoice "
+                     "{invoice_number}[[ ({sage_id})]]: it was deleted in {provider}, or it belongs to another "
+                     "{provider} business. If you still see invoice {invoice_number} in {provider}, please void it "
+                     "there by hand."),
+        Step("never_sent", OUTCOME, "Never sent: nothing of the portal's is in Sage", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\nInvoice {invoice_number} was never sent to {provider} from the portal, so the "
+                     "portal has nothing to void there. If {provider} shows an invoice {invoice_number}, it was "
+                     "entered in {provider} directly: please void it there by hand."),
+        Step("other_business", OUTCOME, "In the Sage business the branch used before", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\n[[On {ids_cleared_at}, ]]{branch} switched to another Sage business"
+                     "[[ ({sage_business})]], and the portal no longer works with the business it used before. "
+                     "Invoice {invoice_number} has not been sent to the new business, so if Sage still shows it, it "
+                     "is in the earlier business[[ (with the id {previous_sage_id})]]: please open that business "
+                     "in Sage and void invoice {invoice_number} there by hand."),
+        Step("not_connected", OUTCOME, "Escalate: the branch isn't connected", outcome=ESCALATED,
+             message="{branch} isn't connected, so the portal can't check or void invoice {invoice_number} in "
+                     "Sage."),
         Step("no_invoice", OUTCOME, "No such invoice", outcome=ESCALATED,
              message="Invoice {invoice_number} isn't on {branch}, even among deleted invoices."),
     ),
@@ -152,15 +202,25 @@ SAGE_TOKEN_DIED = Scenario(
             "branch's data and Sage ids.",
     provider="sage",
     steps=(
-        Step("token", CHECK, "Does Sage still accept the branch's sign-in?", check="sage_refresh_token",
-             next={"pass": "alive"}),
-        Step("jobs", CHECK, "Did the last sync fail because of it?", check="sync_jobs", mandatory=False),
+        Step("token", CHECK, "A problem with the branch's Sage sign-in", check="sage_refresh_token",
+             next={"pass": "alive", "warn": "expiring", "other_provider": "not_on_sage",
+                   "unknown": "escalate_unread"}),
+        Step("jobs", CHECK, "A failed or stuck sync", check="sync_jobs", mandatory=False),
         Step("reconnect", OUTCOME, "The customer reconnects Sage", outcome=CUSTOMER_ACTION,
              message="Hello,\n\nSage stopped accepting the sign-in for {branch} (this happens when a Sage sign-in is "
                      "revoked or unused for 31 days). Please sign in to the portal, open {branch} and choose "
                      "\"Reconnect to Sage\". Your contacts, invoices and their Sage ids are kept."),
+        Step("expiring", OUTCOME, "The customer reconnects before the sign-in lapses", outcome=CUSTOMER_ACTION,
+             message="Hello,\n\nThe Sage sign-in for {branch} lapses[[ on {refresh_token_expires_at}]] unless a "
+                     "sync uses it first (Sage ends sign-ins unused for 31 days). To keep it, run a sync from "
+                     "{branch}'s Sage page, or choose \"Reconnect to Sage\". Your contacts, invoices and their "
+                     "Sage ids are kept."),
         Step("alive", OUTCOME, "The sign-in is fine", outcome=RESOLVED,
-             message="The Sage sign-in for {branch} is alive (refresh token valid until {refresh_token_expires_at})."),
+             message="The Sage sign-in for {branch} is alive[[ (valid until {refresh_token_expires_at})]]."),
+        Step("escalate_unread", OUTCOME, "Escalate: the check couldn't read it", outcome=ESCALATED,
+             message="The checklist couldn't read the Sage sign-in of {branch}; look at it by hand."),
+        Step("not_on_sage", OUTCOME, "Not a Sage branch", outcome=RESOLVED,
+             message="{branch} isn't connected to Sage, so no Sage sign-in is involved."),
     ),
 )
 
@@ -169,15 +229,20 @@ SAGE_RATE_LIMITED = Scenario(
     title="Sage rate-limited the branch",
     summary="Sage answered 429 and the branch is held off until the block lifts; calling earlier only extends it.",
     steps=(
-        Step("limit", CHECK, "Is the branch rate-limited, and until when?", check="rate_limit",
-             next={"pass": "rerun"}),
+        Step("limit", CHECK, "A rate limit on the branch", check="rate_limit",
+             next={"pass": "rerun", "not_connected": "not_connected", "unknown": "escalate_unread"}),
         Step("wait", OUTCOME, "Wait for the block to lift", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nSage asked us to slow down for {branch} until {rate_limited_until}. The portal holds "
-                     "off until then (calling earlier would extend the block); run the sync again after that time."),
+             message="Hello,\n\n{provider} asked us to slow down for {branch}[[ until {rate_limited_until}]]. The "
+                     "portal holds off until the block lifts (calling earlier would extend it); run the sync again "
+                     "after that."),
         Step("rerun", ACTION, "The block has lifted: run the sync again", action="rerun_sync", mandatory=False,
              default_next="lifted"),
         Step("lifted", OUTCOME, "Resolved", outcome=RESOLVED,
              message="The rate limit on {branch} has lifted."),
+        Step("escalate_unread", OUTCOME, "Escalate: the check couldn't read it", outcome=ESCALATED,
+             message="The checklist couldn't read the rate limit of {branch}; look at it by hand."),
+        Step("not_connected", OUTCOME, "The branch isn't connected", outcome=RESOLVED,
+             message="{branch} isn't connected, so no rate limit applies to it."),
     ),
 )
 
@@ -186,25 +251,35 @@ SYNC_FAILED_OR_STUCK = Scenario(
     title="A sync job failed or is stuck",
     summary="The last sync failed, or a queued/running sync has made no progress for a long time.",
     steps=(
-        Step("jobs", CHECK, "Did the last sync fail, or is one stuck?", check="sync_jobs",
-             next={"pass": "fine"}),
-        Step("limit", CHECK, "Is the branch rate-limited?", check="rate_limit", mandatory=False,
+        Step("jobs", CHECK, "A failed or stuck sync", check="sync_jobs",
+             next={"pass": "fine", "stuck": "escalate_stuck", "no_sync": "no_sync", "unknown": "escalate_unread"}),
+        Step("limit", CHECK, "A rate limit on the branch", check="rate_limit", mandatory=False,
              next={"fail": "wait"}),
         Step("cause_known", QUESTION, "Does the error say what to fix (sign-in, a record Sage refused)?",
              choices=YES_NO, next={"yes": "customer_fix", "no": "rerun"}),
-        Step("rerun", ACTION, "Run the sync again", action="rerun_sync", mandatory=False, default_next="after_rerun"),
-        Step("after_rerun", QUESTION, "Did the new run finish?", choices=YES_NO,
+        Step("rerun", ACTION, "Run the sync again", action="rerun_sync", mandatory=False,
+             next={"skipped": "escalate"}, default_next="after_rerun"),
+        Step("after_rerun", QUESTION, "Did the new run finish? (Run the checks again to see.)", choices=YES_NO,
              next={"yes": "fine", "no": "escalate"}),
         Step("customer_fix", OUTCOME, "The customer fixes the cause", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nThe last sync of {branch} stopped: {last_job_error}\n\nOnce that is sorted, run the "
-                     "sync again from the branch's page."),
+             message="Hello,\n\nThe last sync of {branch} stopped[[ with this message: “{last_job_error}”]]. Once "
+                     "the cause is fixed, run the sync again from the branch's page."),
         Step("wait", OUTCOME, "Wait for the rate limit", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nSage is limiting requests for {branch} until {rate_limited_until}; run the sync again "
-                     "after that."),
+             message="Hello,\n\n{provider} is limiting requests for {branch}[[ until {rate_limited_until}]]; run the "
+                     "sync again after the block lifts."),
         Step("fine", OUTCOME, "Sync is healthy", outcome=RESOLVED,
              message="The sync of {branch} is running or finished normally."),
         Step("escalate", OUTCOME, "Escalate", outcome=ESCALATED,
-             message="The sync of {branch} keeps failing or hanging: {last_job_error}"),
+             message="The sync of {branch} failed[[ (“{last_job_error}”)]] and the cause isn't clear from the error; "
+                     "it needs a closer look."),
+        Step("escalate_stuck", OUTCOME, "Escalate: a sync is stuck", outcome=ESCALATED,
+             message="The sync[[ “{job}”]] of {branch} has made no progress for a long time[[ (it is "
+                     "{job_status})]]; look at the workers and the job."),
+        Step("escalate_unread", OUTCOME, "Escalate: the check couldn't read it", outcome=ESCALATED,
+             message="The checklist couldn't read the sync jobs of {branch}; look at them by hand."),
+        Step("no_sync", OUTCOME, "No sync has run yet", outcome=RESOLVED,
+             message="{branch} has never run a sync, so none failed or is stuck; the first one starts from the "
+                     "branch's page."),
     ),
 )
 

@@ -6,15 +6,18 @@ meet the same guards as the integrations' pages.
 """
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal import puppet, sessions
+from portal import puppet, sessions, timefmt
 from portal.access import support_required
-from portal.checklists import actions, matching, runs, scenarios
+from portal.checklists import actions, checks, matching, runs, scenarios
+from portal.checklists.engine import as_moment
 from portal.extensions import db
 from portal.ids import form_id
 from portal.models import Branch, Business, RunOutcome
+from portal.support import search
+from portal.web import wants_fragment
 
 bp = Blueprint("checklists", __name__, url_prefix="/support/checklists")
 
@@ -29,6 +32,18 @@ def suggested_checklists(business) -> list[matching.Suggestion]:
 def open_checklist_runs(business) -> list:
     """The business's unfinished checklist runs."""
     return matching.open_runs(business.id) if business is not None else []
+
+
+@bp.app_template_global("check_finding")
+def check_finding(step, result) -> checks.Finding | None:
+    """How a check step's result reads: a label saying what was found, and its colour."""
+    return checks.finding(step.check, result)
+
+
+@bp.app_template_global("checklist_moment")
+def checklist_moment(value):
+    """An evidence value that is a moment, as a datetime for the time filters (None otherwise)."""
+    return as_moment(value)
 
 
 @bp.app_template_global("checklist_title")
@@ -59,9 +74,12 @@ def index():
 @bp.route("/start", methods=["GET", "POST"])
 @support_required
 def start():
-    """Show the start form for a scenario (GET), or start a run and evaluate its checks (POST)."""
+    """Start a checklist by hand: find the customer (live search), then choose the branch and the
+    scenario (GET); or start the run and evaluate its checks (POST). A link may name the scenario, the
+    customer or the branch already (the console, the Sage One AUS page)."""
     source = request.form if request.method == "POST" else request.args
-    scenario = runs.scenario_or_404(source.get("scenario", ""))
+    slug = source.get("scenario", "").strip()
+    scenario = runs.scenario_or_404(slug) if slug else None
     session = puppet.current_session()
     business_id = _int_arg(source, "business_id") or (session.business_id if session else None)
     business = db.session.get(Business, business_id) if business_id else None
@@ -69,19 +87,37 @@ def start():
     branch = db.session.get(Branch, branch_id) if branch_id else None
     if branch is not None and business is None:
         business = branch.business
-    error = None
+    query = source.get("q", "")
+    if request.method == "GET" and business is None and wants_fragment():
+        return _vary(render_template("checklists/_customer_results.html", results=search.search(query),
+                                     scenario=scenario))
+    errors: dict[str, str] = {}
     if request.method == "POST":
         if business is None:
-            error = "Choose the customer (business) this checklist is about."
-        else:
+            errors["q"] = "Find the customer this checklist is about, then choose them."
+        if scenario is None:
+            errors["scenario"] = "Choose the checklist to run."
+        if not errors:
             try:
                 run = runs.start(scenario, business, branch, _by(), session, source.get("invoice", ""))
             except runs.RunError as exc:
-                error = str(exc)
+                errors[exc.field] = str(exc)
             else:
                 return redirect(url_for("checklists.run", run_id=run.id))
-    return render_template("checklists/start.html", scenario=scenario, business=business, branch=branch,
-                           invoice=source.get("invoice", ""), error=error), 400 if error else 200
+    if business is not None:
+        timefmt.use_zone(business.time_zone)
+    results = search.search(query) if business is None and query.strip() else None
+    page = render_template("checklists/start.html", scenario=scenario, scenarios=scenarios.ALL, business=business,
+                           branch=branch, invoice=source.get("invoice", ""), errors=errors, query=query,
+                           results=results)
+    return _vary(page), 400 if errors else 200
+
+
+def _vary(body):
+    """A page whose htmx answer is a fragment: caches must keep the two apart."""
+    response = make_response(body)
+    response.vary.add("HX-Request")
+    return response
 
 
 @bp.get("/runs/<int:run_id>")
@@ -92,6 +128,7 @@ def run(run_id: int):
 
 
 def _render_run(run, status: int = 200, error: str | None = None):
+    timefmt.use_zone(run.business.time_zone)
     customers = [u for u in run.business.users if u.is_customer]
     return render_template("checklists/run.html", view=runs.view(run), run=run, error=error,
                            action_labels=actions.LABELS, outcomes=list(RunOutcome),

@@ -56,7 +56,7 @@ def test_puppet_auth_checks_warn_in_a_puppet_session_on_a_sage_one_aus_branch_ne
     assert puppeted.result == "warn" and puppeted.evidence["puppeting"] == customer.email
     state = _run("sage_one_connection_state", ctx)
     assert state.result == "warn"
-    assert state.evidence["state"] == "needs_reauth" and state.evidence["username"] == "nc@x.test"
+    assert state.evidence["state"] == "needs re-authentication" and state.evidence["username"] == "nc@x.test"
 
 
 def test_puppet_auth_checks_pass_outside_a_puppet_session_and_fail_on_a_sage_branch(business):
@@ -65,7 +65,7 @@ def test_puppet_auth_checks_pass_outside_a_puppet_session_and_fail_on_a_sage_bra
     assert _run("puppet_session", _ctx(business.branches[1])).result == "pass"
     assert _run("sage_one_connection_state", _ctx(business.branches[1])).result == "pass"
     wrong = _run("branch_on_sage_one_aus", _ctx(business.branches[0]))
-    assert wrong.result == "fail" and wrong.evidence["provider"] == "sage"
+    assert wrong.result == "fail" and wrong.evidence["provider"] == "Sage"
 
 
 # --- scenario 2: mass re-sync ---------------------------------------------------------------------
@@ -92,11 +92,11 @@ def test_mass_resync_checks_pass_while_a_flagged_resync_runs_in_batches(business
     flagged = _run("mass_resync_flagged", ctx)
     assert flagged.result == "pass"
     assert flagged.evidence["mass_resync_total"] == 5 and flagged.evidence["contacts_with_sage_id"] == 0
-    assert _run("connection_changed", ctx).result == "pass"
+    assert _run("connection_changed", ctx).result == "reconnected"
     progress = _run("contact_sync_progress", ctx)
-    assert progress.result == "pass"
+    assert progress.result == "running"
     assert progress.evidence["done"] == 2 and progress.evidence["batches_left"] == 2
-    assert progress.evidence["eta"] == "about 2 min" and progress.evidence["estimated_finish"]
+    assert progress.evidence["eta"] == "2 minutes" and progress.evidence["estimated_finish"]
 
 
 def test_mass_resync_checks_fail_when_contacts_already_have_ids_and_no_sync_runs(business):
@@ -116,7 +116,7 @@ def test_mass_resync_progress_warns_about_failures_so_far(business):
     factories.contacts(branch, 2, sync_state=SyncState.FAILED, sync_error="Email is invalid")
     job(branch, "sage.sync_contacts", JobStatus.FINISHED, ended_at=utcnow(), result={"summary": "2 failed"})
     result = _run("contact_sync_progress", _ctx(branch))
-    assert result.result == "warn" and result.evidence["contacts_failed"] == 2
+    assert result.result == "warn" and result.evidence["failures"] == 2
 
 
 # --- scenario 3: Sage One AUS login changed --------------------------------------------------------
@@ -127,7 +127,7 @@ def test_mass_resync_progress_is_unknown_on_a_branch_that_is_not_on_sage(busines
     factories.connection(business.branches[1], Provider.SAGE_ONE_AUS, sage_one_username="nc@x.test")
     for branch in business.branches:
         result = _run("contact_sync_progress", _ctx(branch))
-        assert result.result == "unknown" and "isn't on Sage" in result.summary
+        assert result.result == "other_provider" and "isn't on Sage" in result.summary
 
 
 def test_login_changed_checks_fail_on_rejected_credentials_and_a_lock(business):
@@ -141,7 +141,7 @@ def test_login_changed_checks_fail_on_rejected_credentials_and_a_lock(business):
     failures = _run("sage_one_credential_failures", ctx)
     assert failures.result == "fail" and failures.evidence["login_failures"] == 20
     lock = _run("sage_one_lockout", ctx)
-    assert lock.result == "fail" and lock.evidence["locked_until"] == checks.when(until)
+    assert lock.result == "fail" and lock.evidence["locked_until"] == checks.moment(until)
 
 
 def test_login_changed_checks_pass_on_a_healthy_login(business):
@@ -173,7 +173,7 @@ def test_rate_limit_check_fails_until_the_block_lifts(business):
     factories.connection(limited, Provider.SAGE, rate_limited_until=until)
     factories.connection(free, Provider.SAGE, rate_limited_until=utcnow() - timedelta(minutes=1))
     result = _run("rate_limit", _ctx(limited))
-    assert result.result == "fail" and result.evidence["rate_limited_until"] == checks.when(until)
+    assert result.result == "fail" and result.evidence["rate_limited_until"] == checks.moment(until)
     assert _run("rate_limit", _ctx(free)).result == "pass"
 
 
@@ -184,9 +184,9 @@ def test_sync_jobs_check_fails_on_a_failed_last_sync_and_on_a_stuck_one(business
     job(failed_branch, "sage.sync_contacts", JobStatus.FAILED, error="Sage refused the sign-in.", ended_at=utcnow())
     job(stuck_branch, "sage.sync_invoices", JobStatus.QUEUED, created_at=utcnow() - timedelta(hours=2))
     failed = _run("sync_jobs", _ctx(failed_branch))
-    assert failed.result == "fail" and failed.evidence["last_job_error"] == "Sage refused the sign-in."
+    assert failed.result == "failed" and failed.evidence["last_job_error"] == "Sage refused the sign-in."
     stuck = _run("sync_jobs", _ctx(stuck_branch))
-    assert stuck.result == "fail" and stuck.evidence["job_status"] == "queued"
+    assert stuck.result == "stuck" and stuck.evidence["job_status"] == "queued"
 
 
 def test_sync_jobs_check_passes_after_a_finished_sync(business):
@@ -247,10 +247,10 @@ def test_void_checks_read_sage_live_and_fail_while_sage_still_shows_the_invoice(
 
     ctx = _ctx(branch, invoice)
     record = _run("invoice_record", ctx)
-    assert record.result == "warn" and record.evidence["soft_deleted"] == "yes"
-    assert _run("void_job", ctx).result == "fail"
+    assert record.result == "soft_deleted" and record.evidence["soft_deleted"] == "yes"
+    assert _run("void_job", ctx).result == "not_done"
     live = _run("sage_invoice_now", ctx)
-    assert live.result == "fail", live
+    assert live.result == "live", live
     assert live.evidence["source"] == "live read from Sage" and live.evidence["read_at"]
 
 
@@ -262,9 +262,9 @@ def test_void_checks_pass_when_sage_has_the_invoice_void(business, sandbox):
         result={"outcome": "voided", "summary": f"Invoice {invoice.number} is now void in Sage."})
 
     ctx = _ctx(branch, invoice)
-    assert _run("void_job", ctx).result == "pass"
+    assert _run("void_job", ctx).result == "done"
     live = _run("sage_invoice_now", ctx)
-    assert live.result == "pass" and live.evidence["sage_status"]
+    assert live.result == "void" and live.evidence["sage_status"]
 
 
 def test_void_live_check_says_missing_in_sage_for_an_unknown_id(business, sandbox):
@@ -272,7 +272,7 @@ def test_void_live_check_says_missing_in_sage_for_an_unknown_id(business, sandbo
     contact = factories.contacts(branch, 1)[0]
     invoice = factories.invoice(branch, contact, sage_id="0" * 32, sync_state=SyncState.SYNCED)
     result = _run("sage_invoice_now", _ctx(branch, invoice))
-    assert result.result == "warn" and result.evidence["source"] == "live read from Sage"
+    assert result.result == "missing" and result.evidence["source"] == "live read from Sage"
 
 
 def test_void_checks_write_nothing_to_the_database_or_the_sandbox(business, sandbox):
@@ -284,7 +284,7 @@ def test_void_checks_write_nothing_to_the_database_or_the_sandbox(business, sand
 
     ctx = _ctx(branch, invoice)
     for step in scenarios.SAGE_VOID_STILL_SHOWN.checks:
-        assert _run(step.check, ctx).result != "unknown" or step.check == "void_job"
+        assert _run(step.check, ctx).result != "unknown"
 
     after_sage = sandbox.state.snapshot()
     assert database_snapshot() == before_db
@@ -330,14 +330,14 @@ def test_sage_one_aus_void_check_says_a_live_read_needs_the_customer_and_uses_th
                                        "message": "Sage One AUS has no tax invoice 4711"}))
     db.session.commit()
     result = _run("sage_invoice_now", _ctx(branch, invoice))
-    assert result.result == "warn"
+    assert result.result == "missing"
     assert "without the customer" in result.evidence["live_check"]
     assert result.evidence["source"] == "recorded void outcome"
     assert result.evidence["void_outcome"] == "missing_in_sage"
 
 
 def test_invoice_check_fails_for_an_invoice_that_does_not_exist(business):
-    assert _run("invoice_record", _ctx(business.branches[0], None)).result == "fail"
+    assert _run("invoice_record", _ctx(business.branches[0], None)).result == "missing"
 
 
 def test_a_run_finds_a_soft_deleted_invoice_by_number(business):
