@@ -167,6 +167,8 @@ def test_every_page_fits_a_phone_and_a_desktop_and_axe_finds_nothing(app, page, 
     expect(page).to_have_url(re.compile(r"/support/checklists/runs/\d+"))
     page.goto("/support/?q=harb")  # the console with results listed
     _check(page, "support console search", problems)
+    page.goto("/support/checklists/start?q=harb")  # a checklist's start: the customer search with results
+    _check(page, "checklist start search", problems)
     _walk(app, page, world, SUPPORT, "support", problems, visited)
 
     start_puppet(page, "Harbour Auto", "Ticket #4821: the Sydney sync looks stuck")
