@@ -59,10 +59,6 @@ class CheckContext:
     now: datetime = field(default_factory=utcnow)
 
     @property
-    def provider(self) -> str | None:
-        return self.connection.provider.value if self.connection is not None else None
-
-    @property
     def zone(self):
         """The customer's time zone: a check's sentences say times as the customer reads them."""
         return timefmt.zone_for(self.business.time_zone if self.business is not None else None)
