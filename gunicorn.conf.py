@@ -16,3 +16,35 @@ threads = 2
 worker_class = "gthread"
 # Access-log lines carry no query strings (OAuth codes, reset tokens): portal/access_log.py.
 logger_class = "portal.access_log.GunicornLogger"
+
+# Metrics (portal/metrics.py): with PROMETHEUS_MULTIPROC_DIR set, every process of the host writes
+# its figures there and any web process's /metrics adds them up; a web process that exits has its
+# live gauges dropped (its counters stay counted).
+# Logs: with PORTAL_LOG_FORMAT=json (production's default) gunicorn's own lines are JSON objects too.
+
+
+def child_exit(server, worker):
+    from portal import metrics
+
+    metrics.mark_process_dead(worker.pid)
+
+
+def _json_logs() -> bool:
+    fmt = os.environ.get("PORTAL_LOG_FORMAT") or ("json" if os.environ.get("PORTAL_ENV") == "production" else "")
+    return fmt.lower() == "json"
+
+
+if _json_logs():
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "portal.json_logs.JsonFormatter"}},
+        "handlers": {
+            "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        },
+    }

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from rq import get_current_job
 
-from portal import redis_outages
+from portal import metrics, redis_outages
 from portal.extensions import db, get_redis
 from portal.leases import Lease, LeaseLost, first_expiry
 from portal.models import Job, JobStatus, utcnow
@@ -128,6 +128,7 @@ def portal_job(func):
         if row is None:
             log.warning("job %s has no row; skipped", job_id)
             return None
+        kind = row.kind
         row.status = JobStatus.RUNNING
         row.started_at = row.started_at or utcnow()
         row.resume_at = None
@@ -160,6 +161,7 @@ def portal_job(func):
             raise
         finally:
             lease.stop()
+            metrics.job_ended(kind, "lost" if lease.lost else outcome.value, time.monotonic() - started)
             db.session.rollback()
             if lease.lost:
                 return None  # the portal already failed this row (and may have started another run)

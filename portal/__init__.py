@@ -49,6 +49,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
     extensions.htmx.init_app(app)
     extensions.init_redis(app)
 
+    from portal import json_logs, metrics
+
+    json_logs.install(app)  # first of the request hooks: every later line names the request
+    metrics.init_app(app)
+
     from portal import auth, web
 
     auth.init_app(app)

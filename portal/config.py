@@ -98,6 +98,10 @@ class Config:
     JOB_LEASE_SECONDS = 45
     # How long the support console's health counts may be reused (the page shows their age); 0: never.
     SUPPORT_OVERVIEW_CACHE_SECONDS = 15
+    # Log lines: "text" (development) or "json", one object per line (production): portal/json_logs.py.
+    LOG_FORMAT = "text"
+    # Who may read /metrics (addresses or networks, comma-separated); everyone else gets a 404.
+    METRICS_ALLOW = "127.0.0.1,::1"
     DEMO_DATA_ALLOWED = False
     TESTING = False
 
@@ -202,6 +206,7 @@ class ProductionConfig(Config):
 
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = True
+    LOG_FORMAT = "json"
 
 
 _SHIPPED_SECRETS = frozenset({DevelopmentConfig.SECRET_KEY, DevelopmentConfig.ENCRYPTION_KEY})

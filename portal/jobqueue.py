@@ -18,7 +18,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
 from sqlalchemy.exc import IntegrityError
 
-from portal import leases
+from portal import json_logs, leases
 from portal.extensions import db, get_redis
 from portal.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
 
@@ -183,6 +183,7 @@ def enqueue(
             retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
             description=description,
             depends_on=Dependency(jobs=[after.rq_id], allow_failure=True) if after is not None else None,
+            meta=json_logs.job_meta(),  # the request id, for the job's log lines
         )
     except RedisError:
         row.status = JobStatus.FAILED

@@ -8,6 +8,8 @@ from email.utils import make_msgid
 
 from flask import current_app
 
+from portal import metrics
+
 
 class MailError(RuntimeError):
     """The message could not be handed to the mail server (not configured, down or refusing)."""
@@ -41,5 +43,7 @@ def send(to: str, subject: str, body: str, *, html: str | None = None, unsubscri
                 smtp.login(config["SMTP_USERNAME"], config.get("SMTP_PASSWORD") or "")
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
+        metrics.mail_sent(ok=False)
         raise MailError(f"the mail server at {config['SMTP_HOST']}:{config['SMTP_PORT']} "
                         f"did not take the message: {exc}") from exc
+    metrics.mail_sent()

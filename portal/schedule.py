@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from portal import audit
+from portal import audit, metrics
 from portal.extensions import db
 from portal.jobqueue import JobRefused, active_job, reconcile_all
 from portal.models import Connection, ConnectionState, Contact, Invoice, InvoiceStatus, Provider, SyncState, utcnow
@@ -107,6 +107,7 @@ def run_due(now: datetime | None = None) -> Counter:
         if reason is not None:
             connection.schedule_note = f"Skipped at {now:%H:%M} UTC: {reason}."
             outcome[f"skipped: {reason.split(' until ')[0]}"] += 1
+            metrics.schedule_skipped(reason)
             db.session.commit()
             continue
         kinds = [what for what, model, where in (

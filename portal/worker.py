@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from rq import SimpleWorker, Worker
 
+from portal import json_logs
 from portal.extensions import db, get_redis
 from portal.jobqueue import get_queue
 
@@ -15,7 +16,7 @@ class _AppContextMixin:
     forks_per_job = False
 
     def perform_job(self, job, queue):
-        with self.flask_app.app_context():
+        with self.flask_app.app_context(), json_logs.job_context(job):
             if self.forks_per_job:
                 # A forked work horse must not reuse the parent's pooled connections.
                 db.engine.dispose(close=False)
@@ -23,6 +24,23 @@ class _AppContextMixin:
                 return super().perform_job(job, queue)
             finally:
                 db.session.remove()
+
+    def handle_exception(self, job, *exc_info):
+        # An expected failure (its message says what happened and what to do) is one line, not a traceback.
+        if expected_failure(exc_info[1]):
+            self.log.warning("job %s (%s) failed: %s", job.id, job.func_name, exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)
+
+
+def expected_failure(error: BaseException | None) -> bool:
+    """A failure the job already told the person about: a JobFailure (Sage's rate limit, a refused
+    sign-in …), a run that lost its lease, or mail a retry will send."""
+    from jobs.runtime import JobFailure
+    from portal.leases import LeaseLost
+    from portal.mail import MailError
+
+    return isinstance(error, JobFailure | LeaseLost | MailError)
 
 
 class AppWorker(_AppContextMixin, Worker):

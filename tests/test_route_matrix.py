@@ -9,7 +9,8 @@ from portal.models import AuditEvent, Connection, Invoice, Job
 from tests import factories
 
 PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.healthz", "status.page", "static",
-          "customer.unsubscribe_page", "customer.unsubscribe"}  # the signed link in a mail is the proof
+          "customer.unsubscribe_page", "customer.unsubscribe",  # the signed link in a mail is the proof
+          "metrics.scrape"}  # no sign-in: its own address allow-list (tests/test_metrics.py)
 # Support-only routes: customers get 403. Customer-only routes: support (not puppeting) gets 403/404.
 SUPPORT_PREFIXES = ("support.", "checklists.")
 CUSTOMER_ONLY = {"customer.dashboard", "customer.branch_card", "customer.sync_from_card", "sage.callback"}

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
+from portal import metrics
 from portal.integrations.http import session_for
 from portal.integrations.numbers import UnusableNumber, decimal_from
 from portal.integrations.retry import backoff_seconds
@@ -155,9 +156,10 @@ class OAuthClient:
 
     def refresh(self, refresh_token: str) -> TokenSet:
         """Trade a refresh token for a new pair (the old one dies); raises like exchange_code."""
-        return self._token_call(lambda: self.http.refresh_token(
-            self.token_url, refresh_token=refresh_token, timeout=self.timeout,
-            headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}))
+        with metrics.token_refresh():
+            return self._token_call(lambda: self.http.refresh_token(
+                self.token_url, refresh_token=refresh_token, timeout=self.timeout,
+                headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}))
 
     def revoke(self, refresh_token: str) -> None:
         """Revoke a refresh token at Sage; raises SageUnavailable or SageAuthError if Sage didn't confirm."""
@@ -365,9 +367,11 @@ class SageClient:
                 response = self.http.request(method, url, params=params, json=json,
                                              headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
+                metrics.sage_request("sage", self.business_id, None)
                 failure = SageUnavailable(f"Sage did not answer ({type(exc).__name__}).")
             else:
                 status = response.status_code
+                metrics.sage_request("sage", self.business_id, status)
                 if status < 300:
                     return _decoded(response) if status != 204 else None
                 if status == 429:

@@ -27,7 +27,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
-from portal import redis_outages
+from portal import metrics, redis_outages
 from portal.integrations.sage.client import BudgetExhausted, SageBusy
 
 WINDOW_SECONDS = 61  # Sage's minute, plus a second for a request's time on the way
@@ -136,6 +136,7 @@ class BusinessRateLimit:
                 told = True
             pause = min(pause, LONGEST_PAUSE)
             self._sleep(pause)
+            metrics.limiter_waited("sage", self.business_id, pause)
             waited += pause
             self.waited_seconds += pause
         if told:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 from flask import current_app
 
-from portal import log_safety
+from portal import log_safety, metrics
 from portal.extensions import get_redis
 from portal.integrations.http import session_for
 from portal.integrations.sage_one_aus import ratelimit, shapes
@@ -214,6 +214,7 @@ class SageOneClient:
                     headers={"Content-Type": "application/json", "Accept": "application/json"},
                 )
             except requests.RequestException as exc:
+                metrics.sage_request("sage_one_aus", self._buckets()[0], None)
                 log.warning("Sage One %s %s/%s failed: %s", verb, service, method, type(exc).__name__)
                 if attempt < attempts:
                     ratelimit.back_off(BACK_OFF_SECONDS[attempt - 1])
@@ -222,6 +223,7 @@ class SageOneClient:
                     raise SageOneUnavailable("Sage One AUS is slow to answer right now; nothing was changed. "
                                              "Try again in a minute.") from None
                 raise SageOneUnavailable("Sage One AUS could not be reached. Try again in a few minutes.") from None
+            metrics.sage_request("sage_one_aus", self._buckets()[0], response.status_code)
             if response.status_code >= 500 and attempt < attempts:
                 ratelimit.back_off(BACK_OFF_SECONDS[attempt - 1])
                 continue

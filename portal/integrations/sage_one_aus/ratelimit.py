@@ -31,6 +31,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from portal import metrics
 from portal.extensions import get_redis
 from portal.integrations.sage_one_aus.errors import SageOneBusy, SageOneRateLimited
 
@@ -188,6 +189,7 @@ def acquire(buckets: Iterable[str], *, wait: bool = True) -> None:
                 "Sage One AUS is busy for this company right now: the portal is already sending it as many "
                 f"requests as Sage allows in a minute. Try again in about {math.ceil(pause)} seconds.", pause)
         pacing.pause(min(pause, _LONGEST_PAUSE))
+        metrics.limiter_waited("sage_one_aus", buckets[0], min(pause, _LONGEST_PAUSE))
 
 
 def charge(buckets: Iterable[str]) -> None:
