@@ -8,6 +8,9 @@ _ = object()
 
 # gunicorn reads gunicorn.conf.py's names; Flask-Login, requests, json and socketserver read these.
 _.worker_class, _.logger_class, _.GunicornLogger
+_.child_exit, _.logconfig_dict  # gunicorn: the multiprocess metrics hook and the log configuration
+_.collect  # prometheus-client calls a custom collector's collect() at each scrape
+_.metrics_started  # flask.g, read back by name
 _.login_view, _.login_message, _.login_message_category, _.session_protection, _.permanent
 _.trust_env, _.proxies, _.sort_keys, _.compact, _.daemon_threads, _.log_request
 

@@ -105,22 +105,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    """Development's plain lines, with the request (or job) id when there is one."""
-
-    def __init__(self):
-        super().__init__("%(asctime)s %(levelname)s %(name)s%(ids)s: %(message)s", "%H:%M:%S")
-
-    def format(self, record: logging.LogRecord) -> str:
-        ids = [i for i in (current_request_id(), _job_id.get() and f"job {_job_id.get()}") if i]
-        record.ids = f" [{' '.join(ids)}]" if ids else ""
-        return log_safety.redact(super().format(record))
-
-
-def formatter_for(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else TextFormatter()
-
-
 def install(app: Flask) -> None:
     """Give every request an id; in JSON mode, write every log line of the process as JSON.
 
