@@ -69,7 +69,8 @@ def test_metrics_allows_the_configured_networks_only(app, client):
 
 
 def test_request_latency_is_counted_by_route_not_by_path(client):
-    before = value(scrape(client), "portal_http_request_duration_seconds_count", endpoint="auth.login", method="GET")
+    before = value(scrape(client), "portal_http_request_duration_seconds_count", endpoint="auth.login",
+                   method="GET", status="200")
     client.get("/login")
     client.get("/login?next=/somewhere")
     client.get("/no/such/page/12345")
