@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
 from devtools.redis_server import free_port
 from tests.browser.secrets_scan import SecretsScan
+from tests.workers import start_worker, stop_worker
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -56,22 +53,9 @@ def live_server(app, live_port):
 @pytest.fixture
 def live_worker(app, app_settings, tmp_path):
     """A real `flask --app app worker` process with the test app's settings."""
-    env = dict(os.environ, PORTAL_ENV="test")
-    for key, value in app_settings.items():
-        if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            env[f"PORTAL_{key}"] = str(value)
-    log = open(tmp_path / "worker.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "worker"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    process = start_worker(app_settings, tmp_path / "worker.log")
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    stop_worker(process)
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,7 @@ The estimate itself: the rate measured over the whole run, and never faster than
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from rq.job import Job as RQJob
@@ -19,8 +15,8 @@ from portal.extensions import db
 from portal.models import Job, JobStatus
 from tests import factories
 from tests.integrations.sage.conftest import connect
+from tests.workers import start_worker, stop_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 CONTACTS = 8  # one batch (the default 50): any count between 0 and 8 is a per-record step
 
 
@@ -32,19 +28,9 @@ def app_settings(app_settings):
 
 @pytest.fixture
 def worker(app, app_settings, tmp_path):
-    env = dict(os.environ, PORTAL_ENV="test")
-    for key, value in app_settings.items():
-        if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            env[f"PORTAL_{key}"] = str(value)
-    with (tmp_path / "worker.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        yield process
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    process = start_worker(app_settings, tmp_path / "worker.log")
+    yield process
+    stop_worker(process)
 
 
 def test_progress_moves_per_record_and_says_when_it_waits_for_sages_limit(

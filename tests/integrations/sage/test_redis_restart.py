@@ -3,7 +3,6 @@ comes back with its data): the run waits for Redis, carries on, and leaves every
 exactly once; the job's row says what happened."""
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 
@@ -14,7 +13,8 @@ from portal.extensions import db
 from portal.models import Job, JobStatus
 from tests import factories
 from tests.integrations.sage.conftest import connect, sage_contacts
-from tests.integrations.sage.test_worker_killed import _kill_hard, _start_worker, _synced, _wait_for
+from tests.integrations.sage.test_worker_killed import _synced, _wait_for
+from tests.workers import start_worker, stop_worker
 
 CONTACTS = 80
 
@@ -41,7 +41,7 @@ def test_redis_restarted_mid_run_the_run_carries_on_and_every_contact_is_in_sage
     sandbox.state.set_latency(40)
 
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/contacts")
-    worker = _start_worker(app_settings, tmp_path / "worker.log")
+    worker = start_worker(app_settings, tmp_path / "worker.log")
     try:
         _wait_for(lambda: _synced() >= 10, 60, "the run to be under way")
         restartable_redis.shut_down()
@@ -50,11 +50,7 @@ def test_redis_restarted_mid_run_the_run_carries_on_and_every_contact_is_in_sage
         finished = _wait_for(lambda: db.session.scalar(db.select(Job).where(Job.status == JobStatus.FINISHED)),
                              90, "the run to finish")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _kill_hard(worker)
+        stop_worker(worker)
     references = Counter(c["reference"] for c in sage_contacts(sandbox))
     assert set(references) == {c.reference for c in rows}
     assert max(references.values()) == 1

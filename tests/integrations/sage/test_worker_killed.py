@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +16,8 @@ from portal.extensions import db
 from portal.models import Contact, Job, JobStatus, SyncState
 from tests import factories
 from tests.integrations.sage.conftest import connect, sage_contacts
+from tests.workers import children, kill_hard, start_worker, stop_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 CONTACTS = 80  # the subprocess worker uses the default batch of 50
 
 
@@ -29,39 +26,6 @@ def app_settings(app_settings):
     # About 200 requests in a few seconds: lift the per-minute limit so the test needn't wait for it;
     # a short lease so the dead run is noticed in seconds.
     return {**app_settings, "SAGE_RATE_LIMIT_PER_MINUTE": 1000, "JOB_LEASE_SECONDS": 2}
-
-
-def _start_worker(app_settings: dict, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, PORTAL_ENV="test")
-    for key, value in app_settings.items():
-        if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            env[f"PORTAL_{key}"] = str(value)
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (the work horse RQ forks in a session of its own)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _kill_hard(worker: subprocess.Popen) -> None:
-    """SIGKILL the worker and its work horse, as a crashed machine would stop them."""
-    for pid in [*_children(worker.pid), worker.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.wait(timeout=10)
 
 
 def _wait_for(condition, timeout: float, what: str):
@@ -89,14 +53,14 @@ def test_a_worker_killed_mid_run_then_restarted_leaves_every_contact_in_sage_onc
     sandbox.state.set_latency(40)
 
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/contacts")
-    worker = _start_worker(app_settings, tmp_path / "worker-1.log")
+    worker = start_worker(app_settings, tmp_path / "worker-1.log")
     try:
         _wait_for(lambda: _synced() >= 50, 60, "the first batch to commit")
         time.sleep(0.5)  # well into the second batch, with a request to Sage in flight
-        _kill_hard(worker)
+        kill_hard(worker)
     finally:
         if worker.poll() is None:
-            _kill_hard(worker)
+            kill_hard(worker)
     assert _synced() < CONTACTS  # the batch in flight was lost locally …
     assert len(sage_contacts(sandbox)) > _synced()  # … though Sage had created some of it
 
@@ -111,16 +75,12 @@ def test_a_worker_killed_mid_run_then_restarted_leaves_every_contact_in_sage_onc
     assert f"at {killed.progress_done} of {CONTACTS}" in killed.error or killed.progress_total is None
 
     sandbox.state.set_latency(0)
-    worker = _start_worker(app_settings, tmp_path / "worker-2.log")
+    worker = start_worker(app_settings, tmp_path / "worker-2.log")
     try:
         resumed = _wait_for(lambda: db.session.scalar(db.select(Job).where(Job.status == JobStatus.FINISHED)),
                             60, "the run queued again to finish")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _kill_hard(worker)
+        stop_worker(worker)
 
     # The resumed mass re-sync read Sage's contacts once and linked what the killed run created.
     assert resumed.params["requeued_from"] == killed.id
@@ -143,17 +103,17 @@ def test_a_stalled_worker_that_wakes_after_its_run_was_taken_over_writes_nothing
     sandbox.state.set_sage_rate_limit(1000)
     sandbox.state.set_latency(40)
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/contacts")
-    first = _start_worker(app_settings, tmp_path / "worker-1.log")
+    first = start_worker(app_settings, tmp_path / "worker-1.log")
     second = None
     try:
         _wait_for(lambda: _synced() >= 50, 60, "the first batch to commit")
-        horses = _children(first.pid)
+        horses = children(first.pid)
         for pid in horses:
             os.kill(pid, signal.SIGSTOP)
         time.sleep(2.5)  # past the 2 s lease
         assert jobqueue.reconcile_all() == 1
         sandbox.state.set_latency(0)
-        second = _start_worker(app_settings, tmp_path / "worker-2.log")
+        second = start_worker(app_settings, tmp_path / "worker-2.log")
         taken_over = _wait_for(lambda: db.session.scalar(db.select(Job).where(Job.status == JobStatus.FINISHED)),
                                60, "the run queued again to finish")
         for pid in horses:
@@ -162,7 +122,7 @@ def test_a_stalled_worker_that_wakes_after_its_run_was_taken_over_writes_nothing
     finally:
         for worker in (first, second):
             if worker is not None and worker.poll() is None:
-                _kill_hard(worker)
+                kill_hard(worker)
     stalled = db.session.scalars(db.select(Job).order_by(Job.created_at)).first()
     db.session.expire_all()
     assert db.session.get(Job, stalled.id).status == JobStatus.FAILED  # left as the portal set it

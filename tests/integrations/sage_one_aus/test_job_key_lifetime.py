@@ -6,14 +6,9 @@ type anywhere in Redis opens as a seal, even with the app key and no age limit."
 from __future__ import annotations
 
 import base64
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
@@ -23,8 +18,8 @@ from portal.extensions import db
 from portal.models import Contact, Job, JobStatus, SyncState
 from tests import factories
 from tests.integrations.sage_one_aus.conftest import USERNAME, connect, sync
+from tests.workers import kill_hard, start_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 FERNET_TOKEN = re.compile(rb"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}")
 
 
@@ -137,43 +132,12 @@ def test_a_job_that_ends_before_taking_its_key_still_deletes_it(connected, clien
 # --- a worker killed mid-job ----------------------------------------------------------------------------
 
 
-def _start_worker(app_settings: dict, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, PORTAL_ENV="test")
-    for key, value in app_settings.items():
-        if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            env[f"PORTAL_{key}"] = str(value)
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _kill_hard(worker: subprocess.Popen) -> None:
-    for pid in [*_children(worker.pid), worker.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.wait(timeout=10)
-
-
 def test_after_a_worker_is_killed_mid_job_nothing_in_redis_opens_the_key(
         connected, client, sandbox, redis_client, app_settings, tmp_path):
     factories.contacts(connected.branch, 30)
     sandbox.state.set_latency(150)
     sync(client, connected.branch)
-    worker = _start_worker(app_settings, tmp_path / "worker.log")
+    worker = start_worker(app_settings, tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -184,10 +148,10 @@ def test_after_a_worker_is_killed_mid_job_nothing_in_redis_opens_the_key(
             time.sleep(0.05)
         else:
             raise AssertionError("the job did not start: " + (tmp_path / "worker.log").read_text()[-2000:])
-        _kill_hard(worker)  # mid-run, with a request to Sage in flight
+        kill_hard(worker)  # mid-run, with a request to Sage in flight
     finally:
         if worker.poll() is None:
-            _kill_hard(worker)
+            kill_hard(worker)
         sandbox.state.set_latency(0)
         time.sleep(0.5)  # the request in flight still lands in the sandbox; let it, before the next test's reset
 
