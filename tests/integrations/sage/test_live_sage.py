@@ -326,7 +326,8 @@ def test_two_workers_syncing_one_business_never_trip_sages_limit(client, auth, w
                                                                    tmp_path):
     """Sage's limit in miniature: 20 requests per rolling 2 s for the business, the portal told the
     same; two worker processes sync two branches of that business at once: no 429, nothing twice."""
-    from tests.integrations.sage.test_worker_killed import _kill_hard, _start_worker, _wait_for
+    from tests.integrations.sage.test_worker_killed import _wait_for
+    from tests.workers import kill_hard, start_worker
 
     sandbox.state.config["SANDBOX_SAGE_RATE_WINDOW_SECONDS"] = 2
     try:
@@ -339,14 +340,14 @@ def test_two_workers_syncing_one_business_never_trip_sages_limit(client, auth, w
         for branch_id in (workshop.head_office_id, workshop.sibling_id):
             assert client.post(f"/integrations/sage/branches/{branch_id}/sync/contacts").status_code == 302
         settings = {**app_settings, "SAGE_RATE_LIMIT_PER_MINUTE": 20, "SAGE_RATE_WINDOW_SECONDS": 2}
-        workers = [_start_worker(settings, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+        workers = [start_worker(settings, tmp_path / f"worker-{n}.log") for n in (1, 2)]
         try:
             _wait_for(lambda: db.session.scalar(db.select(db.func.count()).select_from(Job)
                                                 .where(Job.status == JobStatus.FINISHED)) == 2,
                       90, "both syncs to finish")
         finally:
             for worker in workers:
-                _kill_hard(worker)
+                kill_hard(worker)
         with sandbox.state.lock:
             business = sandbox.state.businesses[SOLO_BUSINESS]
             assert business.limited_per_minute == 0

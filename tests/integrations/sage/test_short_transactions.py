@@ -10,7 +10,8 @@ from portal.extensions import db
 from portal.models import Job, JobStatus
 from tests import factories
 from tests.integrations.sage.conftest import connect
-from tests.integrations.sage.test_worker_killed import _kill_hard, _start_worker, _wait_for
+from tests.integrations.sage.test_worker_killed import _wait_for
+from tests.workers import kill_hard, start_worker
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_sign_ins_and_pages_answer_while_a_long_invoice_sync_runs(client, auth, 
         factories.invoice(workshop.head_office, contacts[n % 20], tax_code="vat_standard")
     sandbox.state.set_latency(120)  # Sage at a realistic pace: a batch of 50 takes longer than SQLite waits
     client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
-    worker = _start_worker(app_settings, tmp_path / "worker.log")
+    worker = start_worker(app_settings, tmp_path / "worker.log")
     statuses = []
     try:
         _wait_for(lambda: db.session.scalar(db.select(Job.status)) == JobStatus.RUNNING, 30, "the sync to start")
@@ -44,7 +45,7 @@ def test_sign_ins_and_pages_answer_while_a_long_invoice_sync_runs(client, auth, 
             time.sleep(0.2)
     finally:
         sandbox.state.set_latency(0)
-        _kill_hard(worker)
+        kill_hard(worker)
     db.session.expire_all()
     job = db.session.scalar(db.select(Job))
     assert job.status == JobStatus.FINISHED, job.error
