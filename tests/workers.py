@@ -1,4 +1,4 @@
-"""Real `flask --app app worker` processes for tests that kill, stall or watch a worker from outside."""
+"""Real `flask --app app worker` (and `scheduler`) processes for tests that kill, stall or watch them from outside."""
 from __future__ import annotations
 
 import os
@@ -12,12 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_worker(app_settings: dict, log_path: Path) -> subprocess.Popen:
     """A worker process with the test app's settings (as PORTAL_* variables), writing to `log_path`."""
+    return _start("worker", app_settings, log_path)
+
+
+def start_scheduler(app_settings: dict, log_path: Path) -> subprocess.Popen:
+    """A `flask --app app scheduler` process (stop it with stop_worker or kill_hard), writing to `log_path`."""
+    return _start("scheduler", app_settings, log_path)
+
+
+def _start(command: str, app_settings: dict, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, PORTAL_ENV="test")
     for key, value in app_settings.items():
         if key != "ENV_NAME" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             env[f"PORTAL_{key}"] = str(value)
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", command], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
 
 
