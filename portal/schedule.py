@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from portal import audit, metrics
+from portal import audit, metrics, timefmt
 from portal.extensions import db
 from portal.jobqueue import JobRefused, active_job, reconcile_all
 from portal.models import Connection, ConnectionState, Contact, Invoice, InvoiceStatus, Provider, SyncState, utcnow
@@ -74,12 +74,18 @@ def skip_reason(connection: Connection, now: datetime) -> str | None:
     if not connection.sage_business_id:
         return "no Sage business is chosen yet"
     if connection.is_rate_limited(now):
-        return f"Sage is limiting this business until {connection.rate_limited_until:%H:%M} UTC"
+        return f"Sage is limiting this business until {_at(connection.rate_limited_until, connection)}"
     if any(active_job(connection.branch_id, kind) is not None for kind in SAGE_JOB_KINDS):
         return "a sync or void was already running"
     if rate_limit_for(connection).requests_left_today() == 0:
         return "this Sage business has used today's request budget"
     return None
+
+
+def _at(moment: datetime, connection: Connection) -> str:
+    # Notes are read later on the branch page, so they name the business's zone: "7:15 pm Sydney time (AEDT)".
+    zone = timefmt.zone_for(connection.branch.business.time_zone)
+    return f"{timefmt.clock(moment, zone)} {timefmt.zone_label(zone)}"
 
 
 def _has_open(model, branch_id: int, *where) -> bool:
@@ -105,7 +111,7 @@ def run_due(now: datetime | None = None) -> Counter:
         connection.last_scheduled_at = now
         reason = skip_reason(connection, now)
         if reason is not None:
-            connection.schedule_note = f"Skipped at {now:%H:%M} UTC: {reason}."
+            connection.schedule_note = f"Skipped at {_at(now, connection)}: {reason}."
             outcome[f"skipped: {reason.split(' until ')[0]}"] += 1
             metrics.schedule_skipped(reason)
             db.session.commit()
@@ -121,11 +127,11 @@ def run_due(now: datetime | None = None) -> Counter:
                 started.append(what)
                 after = job
         except JobRefused as refused:
-            connection.schedule_note = f"At {now:%H:%M} UTC not everything could start: {refused}"
+            connection.schedule_note = f"At {_at(now, connection)} not everything could start: {refused}"
             outcome["refused"] += 1
         else:
-            connection.schedule_note = (f"Started at {now:%H:%M} UTC: {' and '.join(started)}." if started
-                                        else f"Checked at {now:%H:%M} UTC: nothing new to send.")
+            connection.schedule_note = (f"Started at {_at(now, connection)}: {' and '.join(started)}." if started
+                                        else f"Checked at {_at(now, connection)}: nothing new to send.")
             outcome["started" if started else "nothing to send"] += 1
         db.session.commit()
     return outcome
@@ -152,7 +158,7 @@ def refresh_idle_tokens(now: datetime | None = None) -> Counter:
             outcome["needs sign-in"] += 1  # tokens.py marked it, with the reason
         except SageError as error:
             connection = db.session.get(Connection, connection.id)
-            connection.schedule_note = f"Its Sage sign-in could not be renewed at {now:%H:%M} UTC ({error}); " \
+            connection.schedule_note = f"Its Sage sign-in could not be renewed at {_at(now, connection)} ({error}); " \
                                        "the portal tries again in a minute."
             db.session.commit()
             outcome["failed"] += 1

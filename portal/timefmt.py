@@ -64,6 +64,15 @@ def when(moment: datetime | date | None, zone: ZoneInfo | None = None, *, empty:
     return format_datetime(local(moment, zone), "d MMM y, h:mm a", locale=LOCALE)
 
 
+def day(moment: datetime | date | None, zone: ZoneInfo | None = None, *, empty: str = "—") -> str:
+    """Only the day, "2 Dec 2026", of a moment in `zone` (a sign-up, an expiry a month away)."""
+    if moment is None:
+        return empty
+    if isinstance(moment, datetime):
+        moment = local(moment, zone).date()
+    return format_date(moment, "d MMM y", locale=LOCALE)
+
+
 def clock(moment: datetime | None, zone: ZoneInfo | None = None, *, empty: str = "—") -> str:
     """Only the time of day, "7:18 pm", for moments that are plainly today (a pause, a block)."""
     if moment is None:
@@ -117,6 +126,11 @@ def with_zone(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
     return f"{when(moment, zone)} {zone_label(zone)}"
 
 
+def for_business(moment: datetime | None, business) -> str:
+    """`with_zone` in `business`'s own zone: for notes and job summaries read later on its pages."""
+    return with_zone(moment, zone_for(business.time_zone if business is not None else None))
+
+
 def iso(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
     """ISO 8601 with the zone's offset, for CSV exports: "2026-12-02T19:18:59+11:00"."""
     if moment is None:
@@ -131,9 +145,9 @@ def _default_name() -> str:
 
 
 def init_app(app) -> None:
-    """The template filters `when`, `clock`, `ago`, `duration` and the global `time_zone_label`."""
+    """The template filters `when`, `day`, `clock`, `ago`, `duration` and the global `time_zone_label`."""
     app.config.setdefault("PORTAL_TIME_ZONE", DEFAULT_ZONE)
-    for name, function in (("when", when), ("clock", clock), ("ago", ago), ("duration", duration),
+    for name, function in (("when", when), ("day", day), ("clock", clock), ("ago", ago), ("duration", duration),
                            ("iso", iso)):
         app.add_template_filter(function, name)
     app.add_template_global(zone_label, "time_zone_label")

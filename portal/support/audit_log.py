@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased
 
+from portal import timefmt
 from portal.extensions import db
 from portal.models import AuditEvent, Business, User
 
@@ -138,7 +139,7 @@ def csv_lines(query: AuditQuery) -> Iterator[str]:
     result = db.session.execute(_statement(query).execution_options(yield_per=500))
     for event, actor_email, subject_email, business_name in result:
         writer.writerow((
-            event.occurred_at.isoformat(), event.kind, _cell(event.summary), actor_email or "",
+            timefmt.iso(event.occurred_at), event.kind, _cell(event.summary), actor_email or "",
             subject_email or "", _cell(business_name or ""), event.business_id or "", event.branch_id or "",
             event.puppet_session_id or "", event.address or "", _cell(json.dumps(event.details or {}, sort_keys=True)),
         ))

@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
-from portal import notify, puppet, two_factor
+from portal import notify, puppet, timefmt, two_factor
 from portal.access import support_required
 from portal.ids import parse_id
 from portal.models import utcnow
@@ -99,8 +99,9 @@ def _stale_hours() -> tuple[int | None, str | None]:
 def customer(business_id: int):
     """A customer's business: branches, full connection state, jobs, users and timeline."""
     ctx = health.context(_int_arg("stale_hours", None))
-    return render_template("support/customer.html", page=customers.customer_page(business_id, ctx),
-                           messages=notify.recent_for(business_id))
+    page = customers.customer_page(business_id, ctx)
+    timefmt.use_zone(page.business.time_zone)  # times as the customer reads them, the zone named in the footer
+    return render_template("support/customer.html", page=page, messages=notify.recent_for(business_id))
 
 
 @bp.post("/customers/<int:business_id>/puppet")
@@ -108,6 +109,7 @@ def customer(business_id: int):
 def start_puppet(business_id: int):
     """Start a puppet session as one of this business's customers, with a reason."""
     business = customers.business_or_404(business_id)
+    timefmt.use_zone(business.time_zone)
     user = customers.customer_user_or_404(business, request.form.get("user_id"))
     try:
         puppet.start(puppet.real_user(), user, request.form.get("reason", ""), request.remote_addr)

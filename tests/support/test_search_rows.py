@@ -151,7 +151,7 @@ def test_flags_in_search_results_agree_with_the_checks_on_a_loaded_connection(ap
 
 # --- overview counts, reused for a few seconds ----------------------------------------------------
 
-AS_OF = re.compile(r"Counts as of <time datetime=\"[^\"]+\">(\d\d:\d\d:\d\d)</time> UTC")
+AS_OF = re.compile(r"Counts as of <time datetime=\"([^\"]+)\">\d{1,2}:\d\d [ap]m</time>")
 
 
 def _needs_reauth_count(body: str) -> int:

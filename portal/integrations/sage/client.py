@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
-from portal import metrics
+from portal import metrics, timefmt
 from portal.integrations.http import session_for
 from portal.integrations.numbers import UnusableNumber, decimal_from
 from portal.integrations.retry import backoff_seconds
@@ -94,7 +94,7 @@ class BudgetExhausted(SageError):
 
     def __init__(self, renews_at: datetime):
         super().__init__(f"This Sage business has used its daily request budget; it renews at "
-                         f"{renews_at:%H:%M} UTC.")
+                         f"{timefmt.with_zone(renews_at)}.")
         self.renews_at = renews_at
 
 

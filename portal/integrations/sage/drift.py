@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from portal import timefmt
 from portal.extensions import db
 from portal.integrations.sage import sync
 from portal.integrations.sage.client import SageError
@@ -33,6 +34,7 @@ def look(connection: Connection, now: datetime | None = None, *, on_a_page: bool
     since = _since(connection).strftime("%Y-%m-%dT%H:%M:%SZ")
     client = sync.page_client_for(connection) if on_a_page else sync.client_for(connection)
     branch_id = connection.branch_id
+    seen = timefmt.for_business(now, connection.branch.business)
     deleted_ids = [item["id"] for item in client.each("/contacts", {"deleted_since": since,
                                                                     "items_per_page": 200})]
     flagged = 0
@@ -40,7 +42,7 @@ def look(connection: Connection, now: datetime | None = None, *, on_a_page: bool
             Contact.branch_id == branch_id, Contact.sage_id.in_(deleted_ids))) if deleted_ids else ():
         contact.sage_id = None
         contact.sync_state = SyncState.PENDING
-        contact.sync_error = f"Deleted in Sage (seen {now:%d %b %H:%M} UTC); it is sent again at the next sync."
+        contact.sync_error = f"Deleted in Sage (seen {seen}); it is sent again at the next sync."
         flagged += 1
     changed = {item["id"]: item for item in client.each("/sales_invoices", {
         "updated_or_created_since": since, "attributes": "status,void_reason", "items_per_page": 200})}
@@ -51,7 +53,7 @@ def look(connection: Connection, now: datetime | None = None, *, on_a_page: bool
             status = (changed[invoice.sage_id].get("status") or {})
             if isinstance(status, dict) and status.get("id") == "VOID" and invoice.status != InvoiceStatus.VOID:
                 reason = changed[invoice.sage_id].get("void_reason")
-                invoice.sage_note = (f"Voided in Sage outside the portal (seen {now:%d %b %H:%M} UTC)"
+                invoice.sage_note = (f"Voided in Sage outside the portal (seen {seen})"
                                      + (f": {reason}" if reason else "") + ".")
                 voided += 1
     connection.drift_checked_at = now

@@ -21,7 +21,7 @@ from decimal import Decimal
 from flask import current_app
 from sqlalchemy import func
 
-from portal import audit
+from portal import audit, timefmt
 from portal.extensions import db
 from portal.integrations import tax_codes
 from portal.integrations.numbers import UnusableNumber, decimal_or_none
@@ -424,7 +424,7 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
     connection.rate_limited_until = exhausted.renews_at
     audit.record("sync.paused_for_budget",
                  f"Sage's daily request budget for {connection.sage_business_name or 'this business'} is used up; "
-                 f"the {noun} sync resumes by itself at {exhausted.renews_at:%H:%M} UTC",
+                 f"the {noun} sync resumes by itself at {_local(exhausted.renews_at, connection)}",
                  branch=connection.branch,
                  details={"resume_at": exhausted.renews_at.isoformat(), "done": counters.done,
                           "total": counters.total, "sage_business_id": connection.sage_business_id})
@@ -432,7 +432,9 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
     left = max(counters.total - counters.done, 0)
     budget = int(current_app.config["SAGE_DAILY_REQUEST_BUDGET"] or 0)
     days = math.ceil(left / budget) if budget else 1  # about one request per record still to send
-    finish = (f" At this budget the last of them goes on {exhausted.renews_at + timedelta(days=days - 1):%d %b}."
+    zone = timefmt.zone_for(connection.branch.business.time_zone)
+    last_day = timefmt.when(timefmt.local(exhausted.renews_at + timedelta(days=days - 1), zone).date())
+    finish = (f" At this budget the last of them goes on {last_day}."
               if days > 1 else "")
     if days > 1 and connection.mass_resync_started_at is not None:
         from portal import notify
@@ -440,7 +442,11 @@ def _paused(connection: Connection, exhausted: BudgetExhausted, counters: RunCou
         notify.resync_delayed(connection.branch, exhausted.renews_at, exhausted.renews_at + timedelta(days=days - 1))
     return RunPaused(f"Paused: this Sage business has used its daily request budget. {counters.done} of "
                      f"{counters.total} {noun} are done; the rest are sent when the budget renews "
-                     f"at {exhausted.renews_at:%H:%M} UTC, by itself.{finish}", exhausted.renews_at)
+                     f"at {_local(exhausted.renews_at, connection)}, by itself.{finish}", exhausted.renews_at)
+
+
+def _local(moment: datetime, connection: Connection) -> str:
+    return timefmt.for_business(moment, connection.branch.business)
 
 
 def _wait_out_outage(progress, counters: RunCounters, noun: str, error: SageUnavailable) -> None:
@@ -458,8 +464,9 @@ def _wait_out_outage(progress, counters: RunCounters, noun: str, error: SageUnav
     row.params = {**(row.params or {}), "outage_pauses": taken + 1}
     db.session.commit()
     resume_at = utcnow() + timedelta(seconds=pauses[taken])
+    again = timefmt.for_business(resume_at, row.branch.business)
     raise RunPaused(f"Sage isn't answering right now ({error}). {counters.done} of {counters.total} {noun} are "
-                    f"done; the run waits and tries again at {resume_at:%H:%M:%S} UTC by itself "
+                    f"done; the run waits and tries again at {again} by itself "
                     f"(wait {taken + 1} of {len(pauses)}).", resume_at)
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 from flask import current_app
 
-from portal import log_safety, metrics
+from portal import log_safety, metrics, timefmt
 from portal.extensions import get_redis
 from portal.integrations.http import session_for
 from portal.integrations.sage_one_aus import ratelimit, shapes
@@ -285,14 +285,14 @@ class SageOneClient:
             log.warning("Sage One AUS rate-limited %s for %s (429)", self._buckets()[0], _span(block))
             raise SageOneRateLimited(
                 f"Sage One AUS blocked this company for {_span(block)} for sending more than "
-                f"{ratelimit.published_per_minute()} requests a minute: rate-limited until {until:%H:%M} UTC. "
+                f"{ratelimit.published_per_minute()} requests a minute: rate-limited until {timefmt.with_zone(until)}. "
                 "The portal sends it nothing before then (calling during the block extends it); run it again "
                 "after that.", until)
         lock = _duration(words, USERNAME_LOCK)
         until = now + lock
         raise SageOneLocked(
             f"Sage One AUS has locked this username for {_span(lock)} after too many failed logins, until "
-            f"{until:%d %b %H:%M} UTC. Wait for the lock to lift, or reset the password on Sage One's own "
+            f"{timefmt.with_zone(until)}. Wait for the lock to lift, or reset the password on Sage One's own "
             "sign-in page.", until)
 
     # --- services -----------------------------------------------------------------------------

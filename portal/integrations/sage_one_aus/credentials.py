@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from limits import parse
 
-from portal import audit, keys
+from portal import audit, keys, timefmt
 from portal.extensions import db, get_redis
 from portal.integrations.sage_one_aus import ratelimit
 from portal.integrations.sage_one_aus.client import Company, SageOneClient
@@ -177,7 +177,7 @@ def _connections_with_username(username: str) -> list[Connection]:
 
 def _lock_message(until: datetime) -> str:
     return (f"Sage One AUS has locked this username after too many failed logins, until "
-            f"{until:%d %b %H:%M} UTC. Wait for the lock to lift, or reset the password on Sage One.")
+            f"{timefmt.with_zone(until)}. Wait for the lock to lift, or reset the password on Sage One.")
 
 
 def verify(username: str, password: str) -> list[Company]:

@@ -31,7 +31,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from portal import metrics
+from portal import metrics, timefmt
 from portal.extensions import get_redis
 from portal.integrations.sage_one_aus.errors import SageOneBusy, SageOneRateLimited
 
@@ -162,8 +162,8 @@ def _refuse_if_held(buckets: Iterable[str]) -> None:
         if until is not None:
             raise SageOneRateLimited(
                 f"Sage One AUS has blocked this company for too many requests (its block lasts an hour); "
-                f"rate-limited until {until:%H:%M} UTC. The portal sends it nothing before then, since calling "
-                "during the block extends it; try again after that.", until)
+                f"rate-limited until {timefmt.with_zone(until)}. The portal sends it nothing before then, since "
+                "calling during the block extends it; try again after that.", until)
 
 
 # --- slots ----------------------------------------------------------------------------------------

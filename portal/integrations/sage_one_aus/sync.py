@@ -12,7 +12,7 @@ import logging
 from datetime import date
 from decimal import Decimal
 
-from portal import audit, jobqueue, keys
+from portal import audit, jobqueue, keys, timefmt
 from portal.extensions import db
 from portal.integrations.sage_one_aus import credentials, ratelimit, shapes
 from portal.integrations.sage_one_aus.client import API_KEY_REFUSED, SageOneClient
@@ -89,15 +89,19 @@ def _ready(branch, user, private_key: bytes | None) -> Connection:
         raise SyncRefused(str(exc)) from None
     until = credentials.locked_until(connection.sage_one_username)
     if until is not None:
-        raise SyncRefused(f"Sage One AUS has locked {connection.sage_one_username} until {until:%d %b %H:%M} UTC "
-                          "after too many failed logins.")
+        raise SyncRefused(f"Sage One AUS has locked {connection.sage_one_username} until "
+                          f"{_local(until, connection)} after too many failed logins.")
     until = ratelimit.blocked_until(connection.sage_one_company_id)
     if until is None and connection.is_rate_limited():
         until = connection.rate_limited_until
     if until is not None:
-        raise SyncRefused(f"Rate-limited until {until:%H:%M} UTC: Sage One AUS blocked this company for too "
+        raise SyncRefused(f"Rate-limited until {_local(until, connection)}: Sage One AUS blocked this company for too "
                           "many requests, and calling before then would extend the block. Try again after that.")
     return connection
+
+
+def _local(moment, connection: Connection) -> str:
+    return timefmt.for_business(moment, connection.branch.business)
 
 
 KEY = object()  # where the key's reference goes in a job's arguments
@@ -170,15 +174,20 @@ def _stop(connection: Connection, exc: SageOneError, actor_id: int | None) -> Sy
                 Connection.sage_one_company_id == connection.sage_one_company_id)):
             other.rate_limited_until = max(exc.until, other.rate_limited_until or exc.until)
         audit.record("sage_one_aus.rate_limited",
-                     f"Sage One AUS rate-limited {connection.sage_one_company_name} until {exc.until:%H:%M} UTC",
+                     f"Sage One AUS rate-limited {connection.sage_one_company_name} "
+                     f"until {_local(exc.until, connection)}",
                      branch=connection.branch, actor_id=actor_id,
                      details={"company_id": connection.sage_one_company_id, "until": exc.until.isoformat()})
-        return SyncStopped(f"Rate-limited until {exc.until:%H:%M} UTC: Sage One AUS blocked this company for "
+        return SyncStopped(f"Rate-limited until {_local(exc.until, connection)}: Sage One AUS blocked this company for "
                            "an hour for too many requests (this is not a login problem). Nothing more is sent "
                            "before then, since calling during the block extends it; run it again after that.")
     if isinstance(exc, SageOneLocked):
         credentials.record_lock(connection.sage_one_username, exc.until)
-        return SyncStopped(str(exc))
+        if exc.until is None:
+            return SyncStopped(str(exc))
+        return SyncStopped(f"Sage One AUS has locked {connection.sage_one_username} after too many failed logins, "
+                           f"until {_local(exc.until, connection)}. Wait for the lock to lift, or reset the "
+                           "password on Sage One's own sign-in page.")
     if isinstance(exc, SageOneApiKeyRefused):
         # The portal's own key: the customer's saved login is fine and is left exactly as it is.
         credentials.record_api_key_refused(connection.branch, actor_id)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 
-from portal import accounts, jobqueue, keys
+from portal import accounts, jobqueue, keys, timefmt
 from portal.extensions import db
 from portal.integrations.sage_one_aus import sync as sage_one_sync
 from portal.models import (
@@ -301,10 +301,12 @@ def test_a_429_stops_the_run_and_holds_off_the_company_for_the_block(connected, 
     assert job.error.startswith("Rate-limited until ")
     connection = _connection(connected.branch)
     assert connection.rate_limited_until > utcnow() + timedelta(minutes=55)
-    assert f"{connection.rate_limited_until:%H:%M}" in job.error
+    business = connected.branch.business
+    assert f"until {timefmt.for_business(connection.rate_limited_until, business)}:" in job.error  # its zone, named
     assert len(company(sandbox).customers) == 3
     page = client.get(f"/integrations/sage-one-aus/branches/{connected.branch.id}").get_data(as_text=True)
-    assert f"Rate-limited until {connection.rate_limited_until:%H:%M}" in page
+    until = timefmt.clock(connection.rate_limited_until, timefmt.zone_for(business.time_zone))
+    assert f"Rate-limited until {until}" in page and "UTC" not in page
 
     # Nobody calls Sage for this company before the block ends: enqueue refuses with the time …
     sandbox.state.set_sage_one_rate_limit(None)
