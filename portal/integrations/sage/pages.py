@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.integrations.sage import sync
@@ -95,7 +96,7 @@ def last_jobs_by_kind(branch_id: int) -> dict[str, Job]:
     )
     rows = db.session.scalars(
         db.select(Job).join(latest, (Job.kind == latest.c.kind) & (Job.created_at == latest.c.at))
-        .where(Job.branch_id == branch_id)
+        .where(Job.branch_id == branch_id).options(*JOB_PEOPLE)
     )
     return {job.kind: job for job in rows}
 
@@ -105,10 +106,16 @@ def running_jobs(branch_id: int) -> list[Job]:
     return [job for job in (active_job(branch_id, kind) for kind in SAGE_KINDS) if job is not None]
 
 
+# Who asked for a job and who puppeted them, loaded with the job: the history names both, and one
+# query per person would grow with the people in the branch's history.
+JOB_PEOPLE = (joinedload(Job.requested_by), joinedload(Job.puppeteer))
+
+
 def job_history(branch_id: int, limit: int = 20) -> list[Job]:
+    """The branch's latest Sage jobs, newest first, with the people who asked for them."""
     return db.session.scalars(
         db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(SAGE_KINDS))
-        .order_by(Job.created_at.desc()).limit(limit)
+        .order_by(Job.created_at.desc()).limit(limit).options(*JOB_PEOPLE)
     ).all()
 
 
@@ -153,10 +160,10 @@ def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -
     total = db.session.scalar(db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))) or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page), pages)
-    rows = db.session.scalars(
-        db.select(model).where(*where).order_by(model.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()
-    return RecordsPage(kind, state, q, page, pages, total, rows)
+    query = db.select(model).where(*where).order_by(model.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    if model is Invoice:
+        query = query.options(joinedload(Invoice.contact))  # each row names its contact
+    return RecordsPage(kind, state, q, page, pages, total, db.session.scalars(query).all())
 
 
 def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage:
@@ -172,7 +179,7 @@ def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage
     page = min(max(1, page), pages)
     rows = db.session.scalars(
         unscoped(Invoice).where(*where).order_by(Invoice.issued_on.desc(), Invoice.id.desc())
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE).options(joinedload(Invoice.contact))
     ).all()
     return RecordsPage("invoices", "voidable", q, page, pages, total, rows)
 
