@@ -102,3 +102,17 @@ def test_the_sage_branch_pages_invoice_lists_read_as_many_statements_with_more_i
     small, large = _small_and_large(client, shop, f"/integrations/sage/branches/{shop['sage'].id}?kind=invoices",
                                     {"HX-Request": "true", "HX-Target": "sage-records"})
     assert large == small, (small, large)
+
+
+def test_the_sage_one_aus_branch_page_reads_as_many_statements_with_a_long_history(client, auth, shop):
+    auth.login(shop["owner"])
+    small, large = _small_and_large(client, shop, f"/integrations/sage-one-aus/branches/{shop['sage_one'].id}")
+    assert large == small, (small, large)
+
+
+def test_the_sage_one_aus_invoice_list_reads_as_many_statements_with_more_invoices(client, auth, shop):
+    auth.login(shop["owner"])
+    small, large = _small_and_large(
+        client, shop, f"/integrations/sage-one-aus/branches/{shop['sage_one'].id}?kind=invoices",
+        {"HX-Request": "true"})
+    assert large == small, (small, large)

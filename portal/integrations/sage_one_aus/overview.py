@@ -84,14 +84,15 @@ def branch_overview(branch) -> Overview:
     # Voids reach soft-deleted invoices too (the void is unscoped), so they are listed here.
     overview.voidable = db.session.scalars(
         unscoped(Invoice).where(Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED,
-                                Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)).all()
+                                Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)
+        .options(joinedload(Invoice.contact))).all()  # each row names its customer: not one statement per row
     kinds = (sync.SYNC_KIND, sync.VOID_KIND)
     overview.active_jobs = db.session.scalars(
         db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds),
                              Job.status.in_(("queued", "running"))).order_by(Job.created_at)).all()
     overview.recent_jobs = db.session.scalars(
         db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds))
-        .order_by(Job.created_at.desc()).limit(10)).all()
+        .order_by(Job.created_at.desc()).limit(10).options(joinedload(Job.requested_by))).all()
     overview.history = db.session.scalars(
         db.select(AuditEvent).where(
             AuditEvent.branch_id == branch.id,
