@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 FLASK  := $(VENV)/bin/flask --app app
 
-.PHONY: setup system-packages run test test-sqlite test-postgres lint bench bench-console bench-sync clean
+.PHONY: setup system-packages run test test-sqlite test-postgres lint bench bench-console bench-sync bench-load clean
 
 setup: $(VENV)/.installed static/vendor/htmx.min.js static/vendor/axe.min.js
 
@@ -69,6 +69,10 @@ bench-console: setup
 bench-sync: setup
 	$(PY) -m devtools.bench_sync
 	$(PY) -m devtools.bench_sage_one_pacing
+
+# 50 Locust users for 60 s on SQLite, then on PostgreSQL (about 6 min; devtools/bench_load.py).
+bench-load: setup
+	$(PY) -m devtools.bench_load
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache
