@@ -116,3 +116,9 @@ def test_the_sage_one_aus_invoice_list_reads_as_many_statements_with_more_invoic
         client, shop, f"/integrations/sage-one-aus/branches/{shop['sage_one'].id}?kind=invoices",
         {"HX-Request": "true"})
     assert large == small, (small, large)
+
+
+def test_the_dashboard_reads_as_many_statements_with_more_support_visits(client, auth, shop):
+    auth.login(shop["owner"])
+    small, large = _small_and_large(client, shop, "/")
+    assert large == small, (small, large)

@@ -245,6 +245,8 @@ def support_access_log(business_id: int, limit: int = 10) -> list[PuppetSession]
         .where(PuppetSession.business_id == business_id)
         .order_by(PuppetSession.started_at.desc())
         .limit(limit)
+        # Both people are named on each row: loaded with it, not one statement per person.
+        .options(joinedload(PuppetSession.support_user), joinedload(PuppetSession.customer_user))
     ).all()
 
 
@@ -259,4 +261,5 @@ def puppet_writes(business_id: int, limit: int = 20) -> list[AuditEvent]:
         )
         .order_by(AuditEvent.occurred_at.desc())
         .limit(limit)
+        .options(joinedload(AuditEvent.actor))
     ).all()
