@@ -153,3 +153,24 @@ def rerun_void(run, actor: Actor) -> ActionResult:
     return _sage_one_aus(run, actor, lambda s: s.enqueue_void(
         run.branch, actor.acting_as, actor.private_key, invoice, reason,
         puppeteer=actor.real if actor.puppet_session else None))
+
+
+@action("look_for_drift", "Ask Sage what changed there")
+def look_for_drift(run, actor: Actor) -> ActionResult:
+    """Ask Sage now what was deleted or voided there outside the portal, as the daily look does.
+
+    Read-only towards Sage (two requests through the business's limiter, never waiting on it), so
+    support may run it without a puppet session; what it records is what Sage said, audited by the run.
+    """
+    from portal.integrations.sage import drift, sync
+    from portal.integrations.sage.client import SageError
+
+    if _connection(run).provider != Provider.SAGE:
+        raise ActionRefused("Only Sage can list what changed there; Sage One AUS keeps no such list.")
+    try:
+        found = drift.look(sync.usable_connection(run.branch_id), on_a_page=True)
+    except sync.SyncStopped as stopped:
+        raise ActionRefused(str(stopped)) from None
+    except SageError as error:
+        raise ActionRefused(f"Sage couldn't be asked right now: {error}") from None
+    return ActionResult(f"Sage was asked what changed there: {drift.describe(found)}.", found)

@@ -25,6 +25,7 @@ from portal.models import (
     ConnectionState,
     Contact,
     Invoice,
+    InvoiceStatus,
     Job,
     JobStatus,
     Provider,
@@ -597,6 +598,7 @@ def _ids_cleared_after(ctx: CheckContext) -> AuditEvent | None:
 
 
 @check("sage_invoice_now", {"void": (f"{FOUND}: void", GOOD),
+                            "void_outside": (f"{FOUND}: void, voided in Sage outside the portal", WARNING),
                             "live": (f"{FOUND}: not void", BAD),
                             "not_done": (f"{NEEDS_A_LOOK}: the void did not complete", BAD),
                             "missing": (f"{NOT_FOUND}: no invoice with its Sage id", WARNING),
@@ -642,6 +644,10 @@ def sage_invoice_now(ctx: CheckContext) -> CheckResult:
         else:
             evidence.update(source="live read from Sage", read_at=moment(utcnow()), **facts)
             if status == "void":
+                if outcome not in VOID_DONE and inv.status != InvoiceStatus.VOID and not inv.sage_note:
+                    return CheckResult("void_outside", f"Sage shows invoice {inv.number} as void, but the portal "
+                                                       "didn't void it and hasn't seen that yet: it was voided in "
+                                                       "Sage directly.", evidence)
                 return CheckResult("void", f"Sage shows invoice {inv.number} as void.", evidence)
             if status == "missing":
                 return CheckResult("missing", f"Sage has no invoice {inv.sage_id}: it was deleted there or belongs "

@@ -145,6 +145,10 @@ SAGE_ONE_AUS_LOGIN_CHANGED = Scenario(
     ),
 )
 
+_DRIFT_HELP = ("Two read-only requests to Sage: what was deleted or voided there since the portal last looked. "
+               "Invoices voided there are recorded on the invoice and contacts deleted there are sent again at the "
+               "next sync; the branch page shows both.")
+
 SAGE_VOID_STILL_SHOWN = Scenario(
     slug="sage-void-still-shown",
     title="Voided a record but Sage still shows it",
@@ -156,9 +160,14 @@ SAGE_VOID_STILL_SHOWN = Scenario(
              next={"missing": "no_invoice"}),
         Step("void_job", CHECK, "The portal's void of the invoice", check="void_job"),
         Step("sage_now", CHECK, "The invoice in Sage now", check="sage_invoice_now",
-             next={"void": "done", "live": "rerun_void", "not_done": "rerun_void", "no_record": "rerun_void",
-                   "unknown": "rerun_void", "missing": "missing_in_sage", "never_sent": "never_sent",
+             next={"void": "done", "void_outside": "record_void_outside",
+                   "live": "rerun_void", "not_done": "rerun_void", "no_record": "rerun_void",
+                   "unknown": "rerun_void", "missing": "look_for_drift", "never_sent": "never_sent",
                    "other_business": "other_business", "not_connected": "not_connected"}),
+        Step("record_void_outside", ACTION, "Record what was voided in Sage outside the portal",
+             action="look_for_drift", mandatory=False, default_next="done", help=_DRIFT_HELP),
+        Step("look_for_drift", ACTION, "Ask Sage what changed there outside the portal", action="look_for_drift",
+             mandatory=False, default_next="missing_in_sage", help=_DRIFT_HELP),
         Step("rerun_void", ACTION, "Run the void again", action="rerun_void", mandatory=False,
              next={"skipped": "manual_cleanup"}, default_next="after_rerun",
              help="The void checks Sage first, so a second run never voids twice."),

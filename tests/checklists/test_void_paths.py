@@ -2,12 +2,16 @@
 invoice whose Sage ids a switch of Sage business cleared. Each ends where it should, with a true message."""
 from __future__ import annotations
 
-from portal.checklists import runs, scenarios
+import pytest
+
+from portal.checklists import actions, runs, scenarios
 from portal.extensions import db
 from portal.integrations.sage.connect import choose_business
-from portal.models import Business, Invoice
+from portal.models import AuditEvent, Business, ConnectionState, Invoice
 from tests import factories
-from tests.integrations.sage.conftest import connect
+from tests.integrations.sage.conftest import SOLO_BUSINESS, connect
+from tests.integrations.sage.test_drift import _sage
+from tests.integrations.sage.test_live_sage import _requests_to
 
 BROKEN = ("(unknown)", "(voided)", "None", "{", "[[")
 
@@ -105,3 +109,48 @@ def test_ids_cleared_by_a_switch_of_sage_business_are_not_called_never_sent(
     assert "never sent" not in message and "switched to another Sage business" in message
     assert f"void invoice {second.number} there by hand" in message
     assert not any(b in message for b in BROKEN), message
+
+
+def test_a_void_made_in_sage_directly_is_recorded_from_the_checklist_by_asking_sage_what_changed(
+        client, auth, workshop, sandbox, run_jobs):
+    invoice = _synced_invoice(client, auth, workshop, sandbox, run_jobs)
+    _sage(sandbox).void_invoice(invoice.sage_id, "Voided by the bookkeeper")  # in Sage, not through the portal
+    support = factories.support()
+    run, view = _run(workshop, invoice)
+    assert _path(view)[:3] == [("invoice", "on_branch"), ("void_job", "none"), ("sage_now", "void_outside")]
+    assert view.walk.current.step.id == "record_void_outside"
+    before = _requests_to(sandbox)
+
+    result = runs.run_action(run, "record_void_outside", actions.Actor(acting_as=support, real=support))
+
+    assert result.summary == ("Sage was asked what changed there: 1 invoice voided there outside the portal, "
+                              "0 contacts deleted there (sent again at the next sync).")
+    assert _requests_to(sandbox) - before == 2  # read-only: the two lists of the daily look
+    recorded = db.session.get(Invoice, invoice.id)
+    assert "Voided in Sage outside the portal" in recorded.sage_note
+    assert "Voided by the bookkeeper" in recorded.sage_note
+    view = runs.view(run)
+    assert view.walk.outcome_step.id == "done" and view.suggested_outcome == "resolved"
+    audited = db.session.scalars(db.select(AuditEvent).where(AuditEvent.kind == "checklist.action")).all()
+    assert len(audited) == 1 and "1 invoice voided there" in audited[0].summary
+
+
+
+def test_asking_sage_what_changed_is_offered_for_an_invoice_sage_lacks_and_refused_in_words_when_it_cannot_ask(
+        client, auth, workshop, sandbox, run_jobs):
+    invoice = _synced_invoice(client, auth, workshop, sandbox, run_jobs)
+    with sandbox.state.lock:  # deleted in Sage
+        del sandbox.state.businesses[SOLO_BUSINESS].invoices[invoice.sage_id]
+    support = factories.support()
+    run, view = _run(workshop, invoice)
+    assert view.walk.state("sage_now").value == "missing" and view.walk.current.step.id == "look_for_drift"
+    connection = workshop.connection()
+    connection.state = ConnectionState.NEEDS_REAUTH  # its sign-in lapsed meanwhile
+    db.session.commit()
+    before = _requests_to(sandbox)
+
+    with pytest.raises(actions.ActionRefused, match="needs to sign in to Sage again"):
+        runs.run_action(run, "look_for_drift", actions.Actor(acting_as=support, real=support))
+    assert _requests_to(sandbox) == before
+    runs.answer(run, "look_for_drift", "skipped", support)
+    assert runs.view(run).walk.outcome_step.id == "missing_in_sage"

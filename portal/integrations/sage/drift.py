@@ -61,6 +61,13 @@ def look(connection: Connection, now: datetime | None = None, *, on_a_page: bool
     return {"contacts_deleted_in_sage": flagged, "invoices_voided_in_sage": voided}
 
 
+def describe(found: dict) -> str:
+    """What a look found, in words for a flash or a checklist: "1 invoice voided there outside the portal, …"."""
+    invoices, contacts = found["invoices_voided_in_sage"], found["contacts_deleted_in_sage"]
+    return (f"{invoices} invoice{'' if invoices == 1 else 's'} voided there outside the portal, "
+            f"{contacts} contact{'' if contacts == 1 else 's'} deleted there (sent again at the next sync)")
+
+
 def look_where_due(now: datetime | None = None) -> int:
     """The scheduler's daily look for every connected Sage branch not looked at for a day."""
     now = now or utcnow()

@@ -221,9 +221,7 @@ def look_for_drift(branch_id: int):
     except SageError as error:
         flash(f"Sage couldn't be asked right now: {error}", "error")
     else:
-        flash(f"Sage was asked: {found['contacts_deleted_in_sage']} contacts deleted there (they are sent again "
-              f"at the next sync), {found['invoices_voided_in_sage']} invoices voided there outside the portal.",
-              "success")
+        flash(f"Sage was asked what changed there: {drift.describe(found)}.", "success")
     return redirect(_page_url(branch.id))
 
 
