@@ -22,11 +22,12 @@ def register(app: Flask) -> None:
     from portal.integrations.sage.views import bp as sage_bp
     from portal.integrations.sage_one_aus.views import bp as sage_one_aus_bp
     from portal.job_views import bp as jobs_bp
+    from portal.operations.views import bp as operations_bp
     from portal.status import bp as status_bp
     from portal.support.views import bp as support_bp
 
     for blueprint in (customer_bp, support_bp, jobs_bp, health_bp, status_bp, sage_one_aus_bp, sage_bp,
-                      checklists_bp):
+                      checklists_bp, operations_bp):
         app.register_blueprint(blueprint)
 
     puppet.init_app(app)

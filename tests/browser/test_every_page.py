@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.extensions import db
-from portal.models import ChecklistRun, Invoice, Provider, SyncState, utcnow
+from portal.models import ChecklistRun, Invoice, Job, Provider, SyncState, utcnow
 from tests import factories
 from tests.browser.conftest import sign_in
 from tests.browser.helpers import start_puppet
@@ -29,6 +29,7 @@ AXE = "/static/vendor/axe.min.js"
 SKIPPED = {
     "static": "files (CSS, scripts, the favicon), not pages",
     "health.healthz": "JSON for load balancers and monitors",
+    "metrics.scrape": "Prometheus text for the configured scrapers (tests/test_metrics.py)",
     "support.audit_csv": "a CSV download",
     "checklists.diagnostics": "a plain-text download",
     "jobs.progress": "an htmx fragment (the progress partial every page includes)",
@@ -39,7 +40,8 @@ SKIPPED = {
 # Who reaches which endpoints (by blueprint or name); every GET endpoint is in one of these or SKIPPED.
 ANONYMOUS = ("auth.login", "auth.forgot_password", "auth.reset_password", "status.page")
 CUSTOMER = ("customer.", "sage.", "sage_one_aus.", "auth.change_password")
-SUPPORT = ("support.", "checklists.", "auth.change_password", "auth.two_factor_setup", "auth.second_step")
+SUPPORT = ("support.", "checklists.", "operations.", "auth.change_password", "auth.two_factor_setup",
+           "auth.second_step")
 PUPPET = ("customer.", "sage.", "sage_one_aus.")
 
 
@@ -97,8 +99,9 @@ def _ids(world, endpoint: str) -> dict:
     invoice = next(i for i in db.session.scalars(db.select(Invoice).where(
         Invoice.branch_id == branch.id, Invoice.sage_id.is_not(None))))
     run = db.session.scalar(db.select(ChecklistRun).order_by(ChecklistRun.id.desc()))
+    job = db.session.scalar(db.select(Job).order_by(Job.created_at.desc()))
     return {"branch_id": branch.id, "invoice_id": invoice.id, "business_id": world["business"].id,
-            "run_id": run.id if run else 0, "token": "a-link-that-has-expired"}
+            "run_id": run.id if run else 0, "token": "a-link-that-has-expired", "job_id": job.id if job else "none"}
 
 
 def _query(world, endpoint: str) -> dict:
