@@ -13,7 +13,8 @@ PUBLIC = {"auth.login", "auth.forgot_password", "auth.reset_password", "health.h
           "metrics.scrape"}  # no sign-in: its own address allow-list (tests/test_metrics.py)
 # Support-only routes: customers get 403. Customer-only routes: support (not puppeting) gets 403/404.
 SUPPORT_PREFIXES = ("support.", "checklists.", "operations.")
-CUSTOMER_ONLY = {"customer.dashboard", "customer.branch_card", "customer.sync_from_card", "sage.callback"}
+CUSTOMER_ONLY = {"customer.dashboard", "customer.branch_card", "customer.sync_from_card", "customer.settings",
+                 "customer.save_settings", "sage.callback"}
 BRANCH_ROUTES_PREFIXES = ("sage.", "sage_one_aus.")
 ANY_SIGNED_IN = {"auth.logout", "auth.change_password", "auth.second_step", "auth.two_factor_setup", "jobs.progress"}
 

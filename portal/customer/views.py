@@ -1,13 +1,14 @@
 """The customer's self-service pages."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, redirect, render_template, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
-from portal import notify, puppet, sessions
+from portal import notify, puppet, sessions, timefmt
 from portal.access import branch_for, customer_required
 from portal.customer import dashboard as dashboard_service
+from portal.customer import settings as settings_service
 from portal.extensions import csrf, db
 from portal.jobqueue import JobAlreadyRunning
 from portal.web import wants_fragment
@@ -77,6 +78,29 @@ def sync_from_card(branch_id: int, kind: str):
     if notice is not None and not wants_fragment():
         flash(notice["message"], notice["level"])
     return _card(branch.id, notice, status)
+
+
+@bp.get("/settings")
+@customer_required
+def settings():
+    """The business's settings: the time zone its pages and emails use."""
+    return render_template("customer/settings.html", zones=settings_service.choices(), errors={})
+
+
+@bp.post("/settings")
+@customer_required
+def save_settings():
+    """Change the business's time zone (audited; in a puppet session with both people)."""
+    business = current_user.business
+    try:
+        changed = settings_service.change_time_zone(business, request.form.get("time_zone", ""), current_user)
+    except settings_service.SettingRefused as refused:
+        return render_template("customer/settings.html", zones=settings_service.choices(),
+                               errors={"time_zone": str(refused)}), 400
+    timefmt.use_zone(business.time_zone)
+    flash(f"Times are now shown in {timefmt.zone_label()}." if changed else "Nothing changed.",
+          "success" if changed else "info")
+    return redirect(url_for("customer.settings"))
 
 
 @bp.get("/notifications/unsubscribe/<token>")
