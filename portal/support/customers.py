@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from flask import abort
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
 from portal.ids import form_id
@@ -57,7 +57,9 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
     users = db.session.scalars(
         select(User).where(User.business_id == business.id, User.role == Role.CUSTOMER).order_by(User.email)
     ).all()
-    job_options = (selectinload(Job.branch), selectinload(Job.requested_by), selectinload(Job.puppeteer))
+    # Many-to-one, so joined into the row's own statement: a separate select per relation would be
+    # sent only when some row has one, and the page's statements would change with its history.
+    job_options = (joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
     failed_jobs = db.session.scalars(
         select(Job)
         .where(Job.branch_id.in_(branch_ids), Job.status == JobStatus.FAILED)
@@ -78,7 +80,7 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
             PuppetSession.ended_at.is_(None),
             PuppetSession.expires_at > ctx.now,
         )
-        .options(selectinload(PuppetSession.support_user), selectinload(PuppetSession.customer_user))
+        .options(joinedload(PuppetSession.support_user), joinedload(PuppetSession.customer_user))
     ).all()
     return CustomerPage(
         business=business,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.models import AuditEvent, Branch, Job, JobStatus
@@ -91,11 +91,8 @@ def for_business(business_id: int, limit: int = 50) -> list[Entry]:
         .where(AuditEvent.business_id == business_id)
         .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
         .limit(limit)
-        .options(
-            selectinload(AuditEvent.actor),
-            selectinload(AuditEvent.subject_user),
-            selectinload(AuditEvent.branch),
-        )
+        # Joined, not selected separately: a select per relation is sent only when some row has one.
+        .options(joinedload(AuditEvent.actor), joinedload(AuditEvent.subject_user), joinedload(AuditEvent.branch))
     ).all()
     jobs = db.session.scalars(
         select(Job)
@@ -103,7 +100,7 @@ def for_business(business_id: int, limit: int = 50) -> list[Entry]:
         .where(Branch.business_id == business_id)
         .order_by(Job.created_at.desc())
         .limit(limit)
-        .options(selectinload(Job.branch), selectinload(Job.requested_by), selectinload(Job.puppeteer))
+        .options(joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
     ).all()
     entries = [_from_event(e) for e in events] + [_from_job(j) for j in jobs]
     entries.sort(key=lambda e: e.at, reverse=True)

@@ -92,7 +92,8 @@ def branch_overview(branch) -> Overview:
                              Job.status.in_(("queued", "running"))).order_by(Job.created_at)).all()
     overview.recent_jobs = db.session.scalars(
         db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds))
-        .order_by(Job.created_at.desc()).limit(10).options(joinedload(Job.requested_by))).all()
+        .order_by(Job.created_at.desc()).limit(10)
+        .options(joinedload(Job.requested_by), joinedload(Job.puppeteer))).all()  # the history names both
     overview.history = db.session.scalars(
         db.select(AuditEvent).where(
             AuditEvent.branch_id == branch.id,
