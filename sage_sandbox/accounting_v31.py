@@ -76,6 +76,8 @@ def authenticate_and_throttle():
         g.business = _select_business(state, user)
         _throttle(state, g.business)
         g.business.requests += 1
+        g.business.last_request_at = state.now()
+        g.business.first_request_at = g.business.first_request_at or g.business.last_request_at
         if token.scope == "readonly" and request.method not in ("GET", "HEAD", "OPTIONS"):
             raise ApiError(403, "MultiUserAccessDenied",
                            "The current user is not allowed to access that resource with that method.")

@@ -46,6 +46,10 @@ class Business:
     invoices: dict = field(default_factory=dict)
     next_invoice_number: int = 1
     requests: int = 0
+    # Sandbox-clock times of the first and the last admitted request (0.0: none yet), so a test can
+    # tell the rate a business was served at while it was busy: requests over (last - first).
+    first_request_at: float = 0.0
+    last_request_at: float = 0.0
     limited_per_minute: int = 0  # 429s answered for the per-minute limit
     limited_per_day: int = 0  # 429s answered for the daily budget
     day: int = -1  # the UTC day (days since the epoch) that day_requests counts

@@ -264,6 +264,8 @@ class SandboxState:
                         "invoices": len(b.invoices),
                         "void_invoices": sum(1 for i in b.invoices.values() if i["status_id"] == "VOID"),
                         "requests": b.requests,
+                        "busy": {"first_request_at": b.first_request_at or None,
+                                 "last_request_at": b.last_request_at or None},
                         "rate_limited": {"per_minute": b.limited_per_minute, "per_day": b.limited_per_day},
                         "requests_today": b.day_requests if b.day == int(now // 86400) else 0,
                     }
