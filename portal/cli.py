@@ -48,7 +48,8 @@ def register(app: Flask) -> None:
         from portal.scheduler import build_scheduler
 
         patient_with_redis(current_app._get_current_object())
-        build_scheduler(get_redis(), current_app.config["RQ_QUEUE"]).start()
+        build_scheduler(get_redis(), current_app.config["RQ_QUEUE"],
+                        int(current_app.config["SCHEDULER_TICK_SECONDS"])).start()
 
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")

@@ -96,6 +96,8 @@ class Config:
     JOB_SEAL_SECONDS = 300
     # A running job renews its lease four times per this; a row whose lease lapsed is dead.
     JOB_LEASE_SECONDS = 45
+    # How often the scheduler runs its tick (dead jobs, due syncs, idle sign-ins); tests shorten it.
+    SCHEDULER_TICK_SECONDS = 60
     # How long the support console's health counts may be reused (the page shows their age); 0: never.
     SUPPORT_OVERVIEW_CACHE_SECONDS = 15
     # Log lines: "text" (development) or "json", one object per line (production): portal/json_logs.py.

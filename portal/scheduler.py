@@ -72,10 +72,10 @@ class PortalCron(CronScheduler):
             self.connection.delete(LEADER_KEY)
 
 
-def build_scheduler(connection, queue_name: str) -> PortalCron:
-    """The scheduler with the portal's one minutely job registered."""
+def build_scheduler(connection, queue_name: str, tick_seconds: int = TICK_SECONDS) -> PortalCron:
+    """The scheduler with the portal's one minutely job registered (SCHEDULER_TICK_SECONDS apart)."""
     cron = PortalCron(connection=connection)
-    cron.register(tick, queue_name, interval=TICK_SECONDS, job_timeout=300, result_ttl=3600)
+    cron.register(tick, queue_name, interval=tick_seconds, job_timeout=300, result_ttl=3600)
     return cron
 
 
