@@ -23,6 +23,7 @@ _.acquire_entry, _.get_moving_window
 
 # RQ entry points enqueued by dotted name.
 _.send_password_reset, _.sync_branch
+_._dependency_ids  # an RQ job's parents, saved by Job.save (portal/jobqueue.py moves a dead run's dependents)
 
 # Read only by templates.
 _.is_current, _.help, _.is_open, _.display_name, _.as_of, _.as_whom, _.age, _.saved_is_gone, _.last_job

@@ -128,11 +128,40 @@ def _requeue(row: Job) -> None:
     branch = row.branch
     what = (row.params or {}).get("what") or ("invoices" if "invoice" in row.kind else "contacts")
     try:
-        sage_jobs.start_sync(branch, what, requested_by=row.requested_by, puppeteer=row.puppeteer,
-                             params={"requeued_from": row.id}, note=" again by itself after its worker stopped")
+        again = sage_jobs.start_sync(branch, what, requested_by=row.requested_by, puppeteer=row.puppeteer,
+                                     params={"requeued_from": row.id}, note=" again by itself after its worker stopped")
     except JobRefused as refused:
         row.error += f" (It could not be queued again: {refused})"
         db.session.commit()
+        return
+    try:
+        _carry_dependents(row.rq_id, again.rq_id)
+    except RedisError:
+        pass  # RQ's own clean-up of the dead job releases them later (within about ten minutes)
+
+
+def _carry_dependents(dead_id: str, again_id: str) -> None:
+    """Jobs RQ holds back until the dead run ended (the schedule's invoices after its contacts) wait
+    for the run queued again in its place instead. RQ itself would release them only when it
+    notices the dead run, about ten minutes later, and then beside the run queued again."""
+    redis = get_redis()
+    try:
+        dead = RQJob.fetch(dead_id, connection=redis)
+    except NoSuchJobError:
+        return  # RQ forgot the dead run (a Redis restart): its dependents are reconciled on their own
+    for dependent in RQJob.fetch_many(dead.dependent_ids, connection=redis):
+        if dependent is None or dependent.get_status() != RQStatus.DEFERRED:
+            continue
+        with redis.pipeline() as pipe:
+            pipe.srem(dead.dependents_key, dependent.id)
+            pipe.srem(dependent.dependencies_key, dead.id)
+            dependent._dependency_ids = [again_id]
+            dependent.save(pipeline=pipe)
+            dependent.register_dependency(pipeline=pipe)
+            pipe.execute()
+    again = RQJob.fetch(again_id, connection=redis)
+    if again.get_status() in (RQStatus.FINISHED, RQStatus.FAILED):  # it ended before they were moved
+        get_queue().enqueue_dependents(again)
 
 
 def enqueue(
@@ -150,7 +179,10 @@ def enqueue(
 ) -> Job:
     """Queue `func(job_id, *args)` for a branch; raises JobAlreadyRunning or JobRefused.
 
-    `after`: start only once that job has ended (RQ holds this one deferred until then).
+    `after`: start only once that job has ended (RQ holds this one deferred until then), at the front
+    of the queue: a branch's invoices go on from its contacts at once, on the worker that just ended
+    them, instead of waiting behind every other branch's queued work while workers sit on a busy
+    Sage business's limit.
     """
     if active_job(branch.id, kind) is not None:
         raise JobAlreadyRunning(active_job(branch.id, kind))
@@ -182,7 +214,8 @@ def enqueue(
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
             description=description,
-            depends_on=Dependency(jobs=[after.rq_id], allow_failure=True) if after is not None else None,
+            depends_on=Dependency(jobs=[after.rq_id], allow_failure=True, enqueue_at_front=True)
+            if after is not None else None,
             meta=json_logs.job_meta(),  # the request id, for the job's log lines
         )
     except RedisError:
