@@ -53,7 +53,9 @@ class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
 
     __tablename__ = "contacts"
     __table_args__ = (
-        Index("ix_contacts_branch_sync", "branch_id", "sync_state"),
+        # The pages' counts per sync state read this index alone (deleted rows and the kind included),
+        # not every row of a branch.
+        Index("ix_contacts_branch_sync", "branch_id", "sync_state", "deleted_at", "kind"),
         Index("ix_contacts_branch_sage_id", "branch_id", "sage_id"),
         Index("ix_contacts_branch_reference", "branch_id", "reference"),
     )
@@ -80,7 +82,9 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
 
     __tablename__ = "invoices"
     __table_args__ = (
-        Index("ix_invoices_branch_sync", "branch_id", "sync_state"),
+        Index("ix_invoices_branch_sync", "branch_id", "sync_state", "deleted_at", "status"),
+        # The Sage page lists voidable invoices newest first: read in that order, not sorted whole.
+        Index("ix_invoices_branch_issued", "branch_id", "issued_on", "id"),
         Index("ix_invoices_branch_number", "branch_id", "number"),
     )
 
