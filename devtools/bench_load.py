@@ -154,7 +154,7 @@ def seed_history(app, start: int, stop: int, ids: dict) -> None:
                                                         "sage.void_invoice")[n % 3]),
                                          (SAGE_ONE_BRANCH, ("sage_one_aus.sync", "sage_one_aus.void")[n % 2])):
                         jobs.append({"id": f"bench-{branch}-{n}", "kind": kind, "branch_id": branch,
-                                     "requested_by_id": owner, "puppeteer_id": support if n % 25 == 0 else None,
+                                     "requested_by_id": owner, "puppeteer_id": support if n % 25 == 5 else None,
                                      "status": "failed" if failed else "finished", "description": f"{kind} run {n}",
                                      "params": {}, "progress_done": 40, "progress_total": 40,
                                      "result": None if failed else {"summary": f"40 sent, {n % 3} failed."},
@@ -346,6 +346,12 @@ def bench(database: str, database_url: str, args) -> bool:
               + ", ".join(f"{label} {s[4]}" for label, s in stats.items()))
         for line in lines:
             print(line)
+        for label, message in found.get("first_error", {}).items():
+            print(f"  first error on {label}: {message}")
+        server_errors = [line for line in Path(scratch, "gunicorn.log").read_text(errors="replace").splitlines()
+                         if "ERROR" in line or "Error:" in line or "Exception:" in line]
+        for line in server_errors[:6]:
+            print(f"  server: {line[:300]}")
         login_p95 = stats[BASELINE][1]
         missed = [label for label, s in stats.items() if s[3] or s[4] == 0 or s[1] > 3 * login_p95]
         print(f"Query counts {'do not grow' if not grew else 'GREW on: ' + ', '.join(grew)}; targets "

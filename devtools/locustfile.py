@@ -21,6 +21,7 @@ PLAN = json.loads(open(os.environ["BENCH_LOAD_PLAN"]).read()) if os.environ.get(
 WAIT = PLAN.get("wait_seconds", (1.0, 3.0))
 TIMINGS: dict[str, list[float]] = {}
 ERRORS: dict[str, int] = {}
+FIRST_ERROR: dict[str, str] = {}
 
 
 @events.request.add_listener
@@ -28,19 +29,21 @@ def _keep(name, response_time, exception, **_):
     TIMINGS.setdefault(name, []).append(response_time)
     if exception is not None:
         ERRORS[name] = ERRORS.get(name, 0) + 1
+        FIRST_ERROR.setdefault(name, str(exception)[:300])
 
 
 @events.spawning_complete.add_listener
 def _forget_the_ramp(**_):
     TIMINGS.clear()
     ERRORS.clear()
+    FIRST_ERROR.clear()
 
 
 @events.quitting.add_listener
 def _write(**_):
     if PLAN.get("out"):
         with open(PLAN["out"], "w") as out:
-            json.dump({"timings": TIMINGS, "errors": ERRORS}, out)
+            json.dump({"timings": TIMINGS, "errors": ERRORS, "first_error": FIRST_ERROR}, out)
 
 
 class _PortalUser(HttpUser):
