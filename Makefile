@@ -31,6 +31,8 @@ static/vendor/axe.min.js: node_modules/axe-core/axe.min.js
 	mkdir -p static/vendor
 	cp $< $@
 
+# Migrate, load the demo data, then Procfile.dev's processes under honcho until Ctrl-C (devtools/run.py;
+# README: Running). PORT, SANDBOX_PORT and WORKERS change it.
 run: setup
 	$(PY) -m devtools.run
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from honcho.environ import parse_procfile
 
 from devtools.redis_server import free_port
-from devtools.run import port_free, prepare
+from devtools.run import PROCESSES, port_free, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -50,6 +51,14 @@ def base_env(tmp_path, redis_url) -> dict:
     env.update(PORTAL_REDIS_URL=redis_url, PORTAL_DEV_MAILBOX=str(tmp_path / "mail"),
                PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     return env
+
+
+def test_production_runs_web_worker_and_scheduler_and_development_those_and_its_own():
+    production = parse_procfile((ROOT / "Procfile").read_text()).processes
+    development = parse_procfile((ROOT / "Procfile.dev").read_text()).processes
+    assert list(production) == ["web", "worker", "scheduler"]
+    assert list(development) == [*PROCESSES, "redis"]
+    assert development["scheduler"] == production["scheduler"]
 
 
 def test_prepare_takes_the_default_ports_when_free_and_others_when_they_are_taken(base_env):
