@@ -32,7 +32,7 @@ _.is_empty, _.as_args, _.first_index, _.last_index, _.invoice_number
 _.suggested_outcome, _.suggested_message, _.notes
 _.top_failure, _.signed_in_as
 _.deferred, _.oldest_waiting_since, _.born_at, _.busy_since, _.job_description, _.finished_count
-_.failed_count, _.is_stale, _.idle, _.looked_at  # the Operations page's sections
+_.failed_count, _.is_stale, _.idle, _.looked_at, _.is_due  # the Operations page's sections
 
 # Flask's `g`, read with g.get("name").
 _.puppet_session_just_ended, _.flashes_before, _.puppet_refusal_recorded

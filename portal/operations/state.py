@@ -209,6 +209,11 @@ class ScheduledRow:
     next_at: datetime | None
     reason: str | None = None  # for a skip: why
 
+    @property
+    def is_due(self) -> bool:
+        """Its next run is now or past: the scheduler's next minute starts (or skips) it."""
+        return self.next_at is not None and self.next_at <= utcnow()
+
 
 def scheduled_runs() -> dict:
     """Whether a scheduler leads, the next scheduled syncs and the latest skips with their reasons."""

@@ -2,7 +2,9 @@
 sections refresh by themselves; nothing scrolls sideways at a phone's width or a desktop's."""
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -17,11 +19,14 @@ ERROR = ("The worker running this stopped at 40 of 120 (its process or machine d
          "it was not queued again. Run it again to resume.")
 
 
-def _fits(page, width: int) -> None:
+def _fits(page, width: int, name: str) -> None:
     page.set_viewport_size({"width": width, "height": 900})
     page.wait_for_timeout(50)
     scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll <= inner, f"{scroll} px wide at {width}"
+    assert scroll <= inner, f"{name}: {scroll} px wide at {width}"
+    if os.environ.get("PORTAL_SCREENSHOTS"):
+        page.screenshot(path=str(Path(os.environ["PORTAL_SCREENSHOTS"]) / f"operations-{name}-{width}.png"),
+                        full_page=True)
 
 
 @pytest.mark.parametrize("width", [390, 1280])
@@ -41,11 +46,11 @@ def test_a_lead_retries_a_failed_job_and_sees_it_queued(app, page, width):
     failed = page.locator("#ops-failed")
     expect(failed).to_contain_text(ERROR)
     expect(failed.locator(".ops-since")).to_have_text("nothing")
-    _fits(page, width)
+    _fits(page, width, "failed")
 
     failed.get_by_role("link", name=re.compile("Retry")).click()
     expect(page.get_by_role("heading", name="Run “Sync contacts to Sage” again?")).to_be_visible()
-    _fits(page, width)
+    _fits(page, width, "confirm")
     page.get_by_role("button", name="Retry").click()
 
     expect(page).to_have_url(re.compile(r"/support/operations/"))
@@ -54,9 +59,9 @@ def test_a_lead_retries_a_failed_job_and_sees_it_queued(app, page, width):
     expect(since).to_contain_text("Retried by lead@portal.test")
     expect(since).to_contain_text("queued")
     expect(page.locator("#ops-queues tbody tr").first.locator("td").first).to_have_text("1")
-    _fits(page, width)
+    _fits(page, width, "queued")
 
     # The sections refresh by themselves: a new failure appears without reloading the page.
     failed_job(branch, "sage.sync_invoices", "Sage kept answering 500 for invoices.", requested_by=owner)
     expect(page.locator("#ops-failed")).to_contain_text("Sage kept answering 500 for invoices.", timeout=15_000)
-    _fits(page, width)
+    _fits(page, width, "refreshed")

@@ -7,7 +7,7 @@ import pytest
 from rq import Queue
 from sqlalchemy import event
 
-from portal.extensions import db
+from portal.extensions import db, get_redis
 from portal.models import AuditEvent, Job, JobStatus, Provider
 from tests import factories
 from tests.conftest import AuthActions
@@ -33,7 +33,8 @@ def _body(response) -> str:
 
 
 def _queued(app) -> int:
-    return Queue(app.config["RQ_QUEUE"], connection=__import__("portal.extensions", fromlist=["x"]).get_redis()).count
+    """Jobs waiting in the portal's RQ queue."""
+    return Queue(app.config["RQ_QUEUE"], connection=get_redis()).count
 
 
 # --- who sees it -----------------------------------------------------------------------------------------
@@ -254,6 +255,48 @@ def test_a_worker_whose_heartbeat_is_overdue_is_stale(app):
     # Busy: its key lives 90 s, the next beat is due after 30 s.
     assert _stale_reason("elsewhere", 7, now - timedelta(seconds=20), 70, now) is None
     assert _stale_reason("elsewhere", 7, now - timedelta(seconds=45), 45, now) is not None
+
+
+# --- the schedule -----------------------------------------------------------------------------------------
+
+
+def test_the_schedule_shows_whether_a_scheduler_leads_the_next_runs_and_the_skips_with_reasons(app, people, client,
+                                                                                                auth):
+    from datetime import timedelta
+
+    from portal import schedule
+    from portal.integrations.sage import enqueue as sage_jobs
+    from portal.models import utcnow
+    from portal.scheduler import PortalCron
+
+    sydney = people["business"].branches[0]
+    factories.connection(sydney, sage_business_id="biz-1", sage_business_name="Harbour Auto Pty Ltd")
+    sage_jobs.start_sync(sydney, "contacts", requested_by=people["customer"])  # still queued at the next tick
+    held = factories.business("Held Motors")
+    factories.connection(held.branches[0], sage_business_id="biz-2",
+                         rate_limited_until=utcnow() + timedelta(minutes=30))
+    later = factories.business("Later Tyres")
+    factories.connection(later.branches[0], sage_business_id="biz-3",
+                         last_scheduled_at=utcnow() - timedelta(minutes=5), schedule_note="Checked.")
+    schedule.run_due()
+    auth.login(people["lead"])
+
+    def fragment() -> str:
+        return _body(client.get(PAGE, query_string={"section": "schedule"}, headers={"HX-Request": "true"}))
+
+    body = fragment()
+    assert "Not running" in body and "No scheduler leads" in body
+    assert "A sync or void was already running" in body
+    assert "Sage is limiting this business until" in body
+    # The skips' table gives the reason alone (the row says when, in the reader's zone).
+    assert '<div>A sync or void was already running</div>' in body
+    assert "Later Tyres" in body and "in 10 minutes" in body and "every 15 minutes" in body
+    cron = PortalCron(connection=get_redis())
+    assert cron.is_leader()
+    try:
+        assert "A scheduler leads" in fragment()
+    finally:
+        cron.step_down()
 
 
 # --- Sage's limiters --------------------------------------------------------------------------------------
