@@ -44,3 +44,32 @@ def test_a_sync_from_the_card_runs_to_the_end_and_the_card_updates_without_a_rel
     expect(card.get_by_role("button", name="Sync contacts")).to_be_enabled()
     assert navigations == [], navigations  # all of it without a reload
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 1
+
+
+def test_the_sage_page_regions_catch_up_when_a_sync_ends_without_a_reload(
+        app, client, auth, sandbox, page, live_worker):
+    business = factories.business("Harbour Auto", branches=("Sydney",))
+    owner = factories.customer(business, email="owner@harbour-auto.test")
+    branch = business.branches[0]
+    factories.contacts(branch, 3)
+    auth.login(owner)
+    connect(client, sandbox, branch.id)
+
+    sign_in(page, owner.email, factories.PASSWORD)
+    page.goto(f"/integrations/sage/branches/{branch.id}")
+    expect(page.locator("#last-sync")).to_contain_text("0 synced · 3 pending · 0 failed")
+    expect(page.locator("#history")).to_contain_text("No jobs yet.")
+    expect(page.locator("#sage-records tbody tr")).to_have_count(3)
+    page.evaluate("window.notReloaded = true")
+    address = page.url
+
+    with page.expect_response(lambda r: "/sync/contacts" in r.url) as started:
+        page.get_by_role("button", name="Sync contacts").click()
+    assert started.value.status == 202
+
+    expect(page.locator("#last-sync")).to_contain_text("3 synced · 0 pending · 0 failed", timeout=30_000)
+    expect(page.locator("#last-sync")).to_contain_text("Sent 3 contacts to Sage: 3 created")
+    expect(page.locator("#history")).to_contain_text("Sync contacts to Sage")
+    expect(page.locator("#sage-records")).to_contain_text("Nothing")  # the list left empty by the sync
+    expect(page.locator("#last-sync")).to_have_count(1)  # swapped in place, never nested
+    assert page.evaluate("window.notReloaded === true") and page.url == address  # no reload, no new address

@@ -29,7 +29,9 @@ def test_customer_connects_sage_one_aus_syncs_and_the_rows_land_in_the_sandbox(a
     expect(customers_row).to_have_text(["0", "3", "0"])
 
     page.get_by_role("button", name="Sync now").click()
-    expect(page.get_by_text("Sent 3 customers and 1 invoice to Sage One AUS.")).to_be_visible(timeout=20_000)
+    sent = "Sent 3 customers and 1 invoice to Sage One AUS."
+    expect(page.locator("#running").get_by_text(sent)).to_be_visible(timeout=20_000)
+    expect(page.locator("#history").get_by_text(sent).first).to_be_visible()  # the history caught up too
 
     company = sandbox.state.companies[20001]
     assert sorted(c["Name"] for c in company.customers.values()) == sorted(c.name for c in contacts)

@@ -411,7 +411,8 @@ def sync_contacts(branch_id: int, progress) -> dict:
             Contact, branch_id, Contact.sync_state == SyncState.PENDING):
         connection.mass_resync_started_at = None
     db.session.commit()
-    summary = (f"Sent {counters.done} contacts to Sage: {counters.created} created, {counters.linked} linked "
+    contacts = f"{counters.done} contact{'' if counters.done == 1 else 's'}"
+    summary = (f"Sent {contacts} to Sage: {counters.created} created, {counters.linked} linked "
                f"to existing Sage contacts, {counters.updated} updated, {counters.failures} failed.")
     return {"summary": summary, "mass_resync_flagged": flagged, "matched_by": index.kind,
             "sage_requests": client.requests_sent, "rate_limited_responses": client.rate_limited_responses,
@@ -686,7 +687,8 @@ def sync_invoices(branch_id: int, progress) -> dict:
         lambda: SageIndex.build(client, "sales_invoices", counters.total) if counters.total else NO_INDEX,
         lambda invoice, index: push_invoice(client, invoice, mapper, index))
     _record_outcome(connection, succeeded=counters.failures == 0)
-    summary = (f"Sent {counters.done} invoices to Sage: {counters.created} created, {counters.linked} "
+    invoices = f"{counters.done} invoice{'' if counters.done == 1 else 's'}"
+    summary = (f"Sent {invoices} to Sage: {counters.created} created, {counters.linked} "
                f"already there, {counters.failures} failed.")
     return {"summary": summary, "matched_by": index.kind, "sage_requests": client.requests_sent,
             "rate_limited_responses": client.rate_limited_responses, **counters.as_dict()}

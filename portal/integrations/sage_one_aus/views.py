@@ -68,6 +68,7 @@ def _to_page(branch_id: int):
 
 
 RECORDS_TEMPLATE = "integrations/sage_one_aus/_records.html"
+RECORDS_FRAGMENT = "sage-one-records"  # the id the filter form and the pager ask for alone
 
 
 def _records(branch, default_kind: str = "customers") -> overview.RecordsPage:
@@ -81,11 +82,13 @@ def _records(branch, default_kind: str = "customers") -> overview.RecordsPage:
 def show(branch_id: int):
     """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history.
 
-    An htmx request (the filter form, the pager) gets only the pending-and-failed fragment the page
-    includes, read in two queries; the full page and the fragment share one URL (both vary on HX-Request).
+    An htmx request of the filter form or the pager gets only the pending-and-failed fragment the page
+    includes, read in two queries (any other htmx request, such as a region read again when a job
+    ends, gets the whole page and keeps its part); the page and the fragment share one URL (both vary
+    on HX-Request).
     """
     branch = _branch(branch_id)
-    if wants_fragment():
+    if wants_fragment() and request.htmx.target == RECORDS_FRAGMENT:
         return render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch))
     view = overview.branch_overview(branch)
     return render_template("integrations/sage_one_aus/branch.html", view=view,

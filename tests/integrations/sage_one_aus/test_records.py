@@ -13,7 +13,7 @@ from portal.models import Contact, ContactKind, Invoice, InvoiceStatus, SyncStat
 from tests import factories
 from tests.integrations.sage_one_aus.conftest import start_puppet
 
-HTMX = {"HX-Request": "true"}
+HTMX = {"HX-Request": "true", "HX-Target": "sage-one-records"}  # as the filter form and the pager send it
 REFUSED = "Sage One AUS refused the email address"
 
 
