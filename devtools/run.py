@@ -156,8 +156,11 @@ def _start_up(env: dict, alive) -> None:
     sandbox_url = f"http://127.0.0.1:{env['SANDBOX_PORT']}"
     local = f"http://127.0.0.1:{env['PORT']}"
     if _wait_for(f"{sandbox_url}/_sandbox/state", 30, alive) and _wait_for(f"{local}/login", 60, alive):
-        requests.post(f"{sandbox_url}/_sandbox/redirect-uris",
-                      json={"uri": f"{env['PORTAL_PUBLIC_URL']}/integrations/sage/callback"}, timeout=5)
+        try:
+            requests.post(f"{sandbox_url}/_sandbox/redirect-uris",
+                          json={"uri": f"{env['PORTAL_PUBLIC_URL']}/integrations/sage/callback"}, timeout=5)
+        except requests.RequestException:
+            pass  # demo-connect below says what went wrong
         if _flask("demo-connect", sandbox_url, env=env, check=False) != 0:
             print("Sydney could not be signed in to the sandbox (see above); connect it from its branch page.",
                   flush=True)
@@ -191,6 +194,9 @@ def main() -> int:
         _start_up(env, alive=lambda: honcho.poll() is None)
         honcho.wait()
         print("A process stopped, so honcho stopped the others (see above).", flush=True)
+        return 1
+    except subprocess.CalledProcessError as failed:
+        print(f"`flask {' '.join(failed.cmd[1:])}` failed (see above); nothing was started.", flush=True)
         return 1
     except _Stop:
         if honcho is not None and honcho.poll() is None:
