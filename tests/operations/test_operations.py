@@ -11,7 +11,7 @@ from portal.extensions import db, get_redis
 from portal.models import AuditEvent, Job, JobStatus, Provider
 from tests import factories
 from tests.conftest import AuthActions
-from tests.integrations.sage.conftest import connect, sage_contacts
+from tests.integrations.sage.conftest import connect, sage_contacts, sage_invoices
 from tests.operations.helpers import failed_job
 from tests.workers import kill_hard, start_worker, stop_worker
 
@@ -196,6 +196,41 @@ def test_a_void_is_never_run_again_without_asking_sage_first(app, people, client
     assert _queued(app) == 0
     kinds = db.session.scalars(db.select(AuditEvent.kind).where(AuditEvent.actor_id == people["lead"].id)).all()
     assert kinds.count("operations.retry_refused") == 2 and "sage.void_invoice_requested" not in kinds
+
+
+def test_a_void_that_sage_shows_not_void_is_queued_again_and_reaches_sage(app, workshop, client, auth, sandbox,
+                                                                            drain_jobs):
+    from portal.models import Invoice, InvoiceStatus
+
+    owner = AuthActions(customer_client := app.test_client())
+    owner.login(workshop.owner)
+    connect(customer_client, sandbox, workshop.head_office_id)
+    contact = factories.contacts(workshop.head_office, 1)[0]
+    invoice = factories.invoice(workshop.head_office, contact, "120.00", tax_code="vat_standard")
+    customer_client.post(f"/integrations/sage/branches/{workshop.head_office_id}/sync/invoices")
+    drain_jobs()
+    db.session.expire_all()
+    invoice = db.session.get(Invoice, invoice.id)
+    assert invoice.sage_id
+    void = failed_job(workshop.head_office, "sage.void_invoice", "The job was lost before it could finish. The void "
+                      "may or may not have reached Sage: check Sage before retrying.", requested_by=workshop.owner,
+                      invoice_id=invoice.id, reason="Raised in error", invoice_number=invoice.number)
+    lead = factories.support(email="lead@portal.test", lead=True)
+    auth.login(lead)
+    checked = _body(client.get(f"/support/operations/jobs/{void.id}/retry", query_string={"check": 1}))
+    assert "it is not void in Sage yet" in checked and "Void again</button>" in checked
+    assert client.post(f"/support/operations/jobs/{void.id}/retry").status_code == 302
+    again = db.session.scalar(db.select(Job).where(Job.kind == "sage.void_invoice", Job.id != void.id))
+    assert again.params["retry_of"] == void.id and again.params["reason"] == "Raised in error"
+    assert again.requested_by_id == lead.id
+    drain_jobs()
+    db.session.expire_all()
+    assert db.session.get(Job, again.id).status == JobStatus.FINISHED, db.session.get(Job, again.id).error
+    assert db.session.get(Invoice, invoice.id).status == InvoiceStatus.VOID
+    in_sage = {i["id"]: i for i in sage_invoices(sandbox)}[invoice.sage_id]
+    assert in_sage["status_id"] == "VOID" and in_sage["void_reason"] == "Raised in error"
+    audited = db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "sage.void_invoice_requested"))
+    assert audited.actor_id == lead.id and audited.details["retry_of"] == void.id
 
 
 def test_a_blocked_branch_is_not_retried_and_says_why(people, client, auth):
