@@ -118,7 +118,8 @@ def test_a_stalled_worker_that_wakes_after_its_run_was_taken_over_writes_nothing
                                60, "the run queued again to finish")
         for pid in horses:
             os.kill(pid, signal.SIGCONT)
-        time.sleep(2)  # the first wakes, finds its lease lost, and stops
+        first_log = tmp_path / "worker-1.log"  # the first wakes, finds its lease lost, and stops
+        _wait_for(lambda: "lost its lease" in first_log.read_text(), 30, "the woken run to stop")
     finally:
         for worker in (first, second):
             if worker is not None and worker.poll() is None:
