@@ -23,6 +23,12 @@ logger_class = "portal.access_log.GunicornLogger"
 # Logs: with PORTAL_LOG_FORMAT=json (production's default) gunicorn's own lines are JSON objects too.
 
 
+def on_starting(server):
+    # Imported once in the master before any worker exits: importing it first inside child_exit,
+    # when every worker exits at once on a stop, ran the import re-entrantly and failed.
+    import portal.metrics  # noqa: F401
+
+
 def child_exit(server, worker):
     from portal import metrics
 

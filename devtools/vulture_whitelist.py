@@ -8,7 +8,7 @@ _ = object()
 
 # gunicorn reads gunicorn.conf.py's names; Flask-Login, requests, json and socketserver read these.
 _.worker_class, _.logger_class, _.GunicornLogger
-_.child_exit, _.logconfig_dict  # gunicorn: the multiprocess metrics hook and the log configuration
+_.child_exit, _.on_starting, _.logconfig_dict  # gunicorn: the metrics hooks and the log configuration
 _.collect  # prometheus-client calls a custom collector's collect() at each scrape
 _.metrics_started  # flask.g, read back by name
 _.login_view, _.login_message, _.login_message_category, _.session_protection, _.permanent
