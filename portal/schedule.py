@@ -17,6 +17,7 @@ Sage One AUS cannot sync unattended (rule 8: its key exists only while the custo
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -103,8 +104,8 @@ def run_due(now: datetime | None = None) -> Counter:
     connections = db.session.scalars(db.select(Connection).where(
         Connection.provider == Provider.SAGE,
         Connection.state.in_((ConnectionState.CONNECTED, ConnectionState.NEEDS_REAUTH)),
-        Connection.sync_every != "off")).all()
-    for connection in connections:
+        Connection.sync_every != "off").order_by(Connection.id)).all()
+    for connection in _in_turn_across_businesses(connections):
         due = next_sync_at(connection)
         if due is None or due > now:
             continue
@@ -135,6 +136,16 @@ def run_due(now: datetime | None = None) -> Counter:
             outcome["started" if started else "nothing to send"] += 1
         db.session.commit()
     return outcome
+
+
+def _in_turn_across_businesses(connections: list[Connection]) -> list[Connection]:
+    """The branches one Sage business at a time in turn (A1, B1, A2, B2, …), so the runs queued first
+    use every business's limit at once instead of the whole worker pool waiting on one business's."""
+    by_business: dict[str | None, list[Connection]] = {}
+    for connection in connections:
+        by_business.setdefault(connection.sage_business_id, []).append(connection)
+    turns = itertools.zip_longest(*by_business.values())
+    return [connection for turn in turns for connection in turn if connection is not None]
 
 
 def refresh_idle_tokens(now: datetime | None = None) -> Counter:

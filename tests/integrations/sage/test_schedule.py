@@ -152,3 +152,13 @@ def test_a_renewal_sage_refuses_moves_the_branch_to_sign_in_again_with_the_reaso
     factories.contacts(connected.head_office, 1)
     schedule.run_due()
     assert "sign in to Sage again" in connected.connection().schedule_note
+
+
+def test_due_branches_are_started_one_sage_business_at_a_time_in_turn():
+    """Three branches of business A and two of B start A, B, A, B, A: the first runs queued use both
+    businesses' limits instead of every worker waiting on A's."""
+    from portal.models import Connection
+
+    rows = [Connection(id=n, sage_business_id=business) for n, business in enumerate("AAABB", start=1)]
+    ordered = schedule._in_turn_across_businesses(rows)
+    assert [(c.sage_business_id, c.id) for c in ordered] == [("A", 1), ("B", 4), ("A", 2), ("B", 5), ("A", 3)]
