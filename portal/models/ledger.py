@@ -85,6 +85,8 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
         Index("ix_invoices_branch_sync", "branch_id", "sync_state", "deleted_at", "status"),
         # The Sage page lists voidable invoices newest first: read in that order, not sorted whole.
         Index("ix_invoices_branch_issued", "branch_id", "issued_on", "id"),
+        # How many invoices can be voided (in Sage, not void), counted from this index alone.
+        Index("ix_invoices_branch_voidable", "branch_id", "status", "sage_id"),
         Index("ix_invoices_branch_number", "branch_id", "number"),
     )
 

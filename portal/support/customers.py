@@ -89,7 +89,7 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
         failed_jobs=failed_jobs,
         active_jobs=active_jobs,
         live_sessions=live_sessions,
-        timeline=timeline.for_business(business.id),
+        timeline=timeline.for_business(business.id, branch_ids=branch_ids),
         ctx=ctx,
     )
 

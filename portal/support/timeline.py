@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
@@ -84,8 +84,9 @@ def _from_job(job: Job) -> Entry:
     )
 
 
-def for_business(business_id: int, limit: int = 50) -> list[Entry]:
-    """The latest `limit` things that happened to a business (fixed number of queries)."""
+def for_business(business_id: int, limit: int = 50, branch_ids: list[int] | None = None) -> list[Entry]:
+    """The latest `limit` things that happened to a business (fixed number of queries; `branch_ids`,
+    its branches, when the caller has them already)."""
     events = db.session.scalars(
         select(AuditEvent)
         .where(AuditEvent.business_id == business_id)
@@ -94,10 +95,15 @@ def for_business(business_id: int, limit: int = 50) -> list[Entry]:
         # Joined, not selected separately: a select per relation is sent only when some row has one.
         .options(joinedload(AuditEvent.actor), joinedload(AuditEvent.subject_user), joinedload(AuditEvent.branch))
     ).all()
-    jobs = db.session.scalars(
+    # Each branch's latest `limit` from the newest end of its (branch, created) index, then the latest
+    # of those: ordering the business's jobs whole would read every job it ever ran.
+    if branch_ids is None:
+        branch_ids = db.session.scalars(select(Branch.id).where(Branch.business_id == business_id)).all()
+    latest = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id).order_by(Job.created_at.desc())
+                         .limit(limit)) for branch_id in branch_ids]
+    jobs = [] if not latest else db.session.scalars(
         select(Job)
-        .join(Branch, Branch.id == Job.branch_id)
-        .where(Branch.business_id == business_id)
+        .where(or_(*latest))
         .order_by(Job.created_at.desc())
         .limit(limit)
         .options(joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
