@@ -109,18 +109,21 @@ class BranchCard:
 
     @property
     def signed_in_as(self) -> tuple[str, str] | None:
-        """As whom the branch is connected: ("Sage One login", username), or for Sage ("Signed in by",
-        the person who signed in to Sage; the portal keeps no Sage username), None when not connected."""
+        """As whom the branch is connected: ("Sage One login", username), for Sage ("Sage user", as Sage
+        named them at connect) or, for a branch connected before that was read, ("Signed in by", the
+        portal user who signed in); None when not connected."""
         c = self.connection
         if c is None or not c.is_active:
             return None
         if c.provider == Provider.SAGE_ONE_AUS:
             return ("Sage One login", c.sage_one_username) if c.sage_one_username else None
+        if c.sage_user:
+            return ("Sage user", c.sage_user)
         return ("Signed in by", c.connected_by.email) if c.connected_by else None
 
 
 def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCard]:
-    """One card per branch (or per branch in `branch_ids`), in seven queries however many branches."""
+    """One card per branch (or per branch in `branch_ids`), in nine queries however many branches."""
     query = db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
     if branch_ids is not None:
         query = query.where(Branch.id.in_(branch_ids))
@@ -169,22 +172,23 @@ def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
 
 def _open_rows(ids: list[int]) -> dict[int, tuple[int, int, Counter]]:
     """Per branch: contacts and issued invoices pending, failed, and how often each failure reason
-    occurs (one grouped query per table)."""
+    occurs (two grouped statements per table: the counts come from the (branch, state, deleted)
+    index alone, and only failed rows are read for their reasons)."""
     found: dict[int, list] = {}
     for model, where in ((Contact, ()), (Invoice, (Invoice.status == InvoiceStatus.ISSUED,))):
-        rows = db.session.execute(
-            db.select(model.branch_id, model.sync_state, model.sync_error, func.count())
-            .where(model.branch_id.in_(ids), model.sync_state.in_((SyncState.PENDING, SyncState.FAILED)),
-                   model.deleted_at.is_(None), *where)
-            .group_by(model.branch_id, model.sync_state, model.sync_error)
-        )
-        for branch_id, state, error, n in rows:
-            entry = found.setdefault(branch_id, [0, 0, Counter()])
-            if SyncState(state) == SyncState.PENDING:
-                entry[0] += n
-            else:
-                entry[1] += n
-                entry[2][error or "No reason was recorded."] += n
+        scope = (model.branch_id.in_(ids), model.deleted_at.is_(None), *where)
+        for branch_id, state, n in db.session.execute(
+            db.select(model.branch_id, model.sync_state, func.count())
+            .where(*scope, model.sync_state.in_((SyncState.PENDING, SyncState.FAILED)))
+            .group_by(model.branch_id, model.sync_state)
+        ):
+            found.setdefault(branch_id, [0, 0, Counter()])[0 if SyncState(state) == SyncState.PENDING else 1] += n
+        for branch_id, error, n in db.session.execute(
+            db.select(model.branch_id, model.sync_error, func.count())
+            .where(*scope, model.sync_state == SyncState.FAILED)
+            .group_by(model.branch_id, model.sync_error)
+        ):
+            found[branch_id][2][error or "No reason was recorded."] += n
     return {branch_id: tuple(entry) for branch_id, entry in found.items()}
 
 
