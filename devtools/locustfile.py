@@ -16,6 +16,8 @@ import os
 import random
 
 from locust import HttpUser, between, events, task
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 PLAN = json.loads(open(os.environ["BENCH_LOAD_PLAN"]).read()) if os.environ.get("BENCH_LOAD_PLAN") else {}
 WAIT = PLAN.get("wait_seconds", (1.0, 3.0))
@@ -53,13 +55,19 @@ class _PortalUser(HttpUser):
 
     def on_start(self):
         self.client.cookies.update(PLAN.get(f"{self.audience}_cookies", {}))
+        # A browser sends a GET again, once, when the server closed the kept-alive connection just
+        # as the request went out (gunicorn closes idle ones after 2 s; users wait 1-3 s): so do we.
+        # A response that came is never sent again, and a server error shows in gunicorn's log.
+        self.client.mount("http://", HTTPAdapter(max_retries=Retry(
+            total=1, connect=1, read=1, status=0, other=0, allowed_methods=["GET"], raise_on_status=False)))
 
     def _open(self, label: str, path: str, headers: dict | None = None):
         """GET a page as `label`; anything but a 200 (a redirect to sign in, an error) is an error."""
         with self.client.get(path, headers=headers or {}, name=label, allow_redirects=False,
                              catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"{path} answered {response.status_code}")
+                response.failure(f"{path} answered {response.status_code}"
+                                 + (f" ({response.error!r})" if response.status_code == 0 else ""))
 
 
 class Customer(_PortalUser):
