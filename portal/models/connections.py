@@ -69,6 +69,8 @@ class Connection(db.Model):
     # --- Sage (v3.1, OAuth2). Tokens are encrypted at rest (portal.keys.encrypt_at_rest).
     sage_business_id: Mapped[str | None] = mapped_column(String(64), index=True)
     sage_business_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    # The Sage user the branch signed in as ("Sam Lee <sam@harbour-auto.test>"), read from /user at connect.
+    sage_user: Mapped[str | None] = mapped_column(String(254))
     # The Sage business that the Sage ids on this branch's rows belong to; kept across disconnects.
     ids_sage_business_id: Mapped[str | None] = mapped_column(String(64))
     access_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

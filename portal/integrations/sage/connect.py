@@ -116,6 +116,7 @@ def finish(user, session_id: str, *, state: str | None, code: str | None, error:
     store_tokens(connection, tokens)
     previous_business = connection.sage_business_id
     connection.sage_business_id = connection.sage_business_name = None
+    connection.sage_user = None  # read again once a business is chosen (it may be another Sage user)
     audit.record("sage.connected", f"Signed {branch.name} in to Sage", branch=branch,
                  details={"connection_id": connection.id})
     db.session.commit()
@@ -180,7 +181,28 @@ def choose_business(connection: Connection, business_id: str, businesses: list[d
     audit.record("sage.business_chosen", f"{connection.branch.name} uses the Sage business {chosen['name']}",
                  branch=connection.branch, details={"sage_business_id": business_id})
     db.session.commit()
+    if not connection.sage_user:
+        connection.sage_user = _signed_in_user(connection)
+        db.session.commit()
     return cleared
+
+
+def _signed_in_user(connection: Connection) -> str | None:
+    """As whom the branch signed in to Sage ("Sam Lee <sam@…>"), asked once its business is known so
+    the request is paced with the business's others; None when Sage can't say now (nothing else
+    depends on it: it names the person on the card and the page)."""
+    from portal.integrations.sage import sync
+
+    try:
+        user = sync.page_client_for(connection).get("/user")
+    except SageError:
+        return None
+    if not isinstance(user, dict):
+        return None
+    name = str(user.get("displayed_as") or "").strip()
+    email = str(user.get("email") or "").strip()
+    found = f"{name} <{email}>" if name and email else name or email
+    return found[:254] or None
 
 
 def untrust_sage_ids(branch_id: int) -> int:

@@ -13,6 +13,7 @@ from tests.integrations.sage.conftest import (
     FLEET_BUSINESS,
     LEAD_BUSINESS,
     MULTI_SAGE_USER,
+    SAGE_USER,
     SOLO_BUSINESS,
     connect,
     sign_in_at_sage,
@@ -193,3 +194,15 @@ def test_disconnect_revokes_the_refresh_token_and_keeps_data_and_sage_ids(client
     assert all(c.sage_id for c in db.session.scalars(db.select(Contact)))
     page = client.get(f"/integrations/sage/branches/{workshop.head_office_id}").get_data(as_text=True)
     assert re.search(r"Reconnect Sage", page)
+
+
+def test_the_card_and_pages_name_the_sage_user_the_branch_signed_in_as(client, auth, workshop, sandbox):
+    auth.login(workshop.owner)
+    connect(client, sandbox, workshop.head_office_id)
+    user = sandbox.state.sage_users[SAGE_USER]
+    named = f"{user.first_name} {user.last_name} <{user.email}>"
+    assert workshop.connection().sage_user == named
+    card = client.get("/").get_data(as_text=True)
+    assert "Sage user" in card and f"{user.first_name} {user.last_name} &lt;{user.email}&gt;" in card
+    page = client.get(f"/integrations/sage/branches/{workshop.head_office_id}").get_data(as_text=True)
+    assert "Sage user" in page and user.email in page
