@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -153,7 +153,8 @@ class SageOneClient:
     def __init__(self, base_url: str, api_key: str, username: str, password: str, *,
                  company_id: int | None = None, timeout: float | tuple = 15.0,
                  session: requests.Session | None = None, interactive: bool = False,
-                 login_unverified: bool = False, known_company_ids: Iterable[int] = ()):
+                 login_unverified: bool = False, known_company_ids: Iterable[int] = (),
+                 on_wait: Callable[[float | None], None] | None = None):
         # A base URL ending in "/" would make `/api/2.0.0//Company/Get`; live Sage serves it, but one slash is plainer.
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -168,6 +169,7 @@ class SageOneClient:
         self.login_unverified = login_unverified
         self.known_company_ids = tuple(dict.fromkeys(int(c) for c in known_company_ids))
         self.timeout = INTERACTIVE_TIMEOUT if interactive else timeout
+        self.on_wait = on_wait  # told when a request waits for Sage's limit (a run's progress)
         self._http = session or session_for(self.base_url)
 
     def __repr__(self) -> str:
@@ -207,7 +209,7 @@ class SageOneClient:
             query["CompanyId"] = self.company_id
         attempts = _GET_ATTEMPTS if verb == "GET" and not self.interactive else 1
         for attempt in range(1, attempts + 1):
-            ratelimit.acquire(self._buckets(), wait=not self.interactive)
+            ratelimit.acquire(self._buckets(), wait=not self.interactive, on_wait=self.on_wait)
             try:
                 response = self._http.request(
                     verb, path, params=query, json=body, auth=self._auth, timeout=self.timeout,

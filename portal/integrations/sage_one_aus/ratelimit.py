@@ -169,18 +169,26 @@ def _refuse_if_held(buckets: Iterable[str]) -> None:
 # --- slots ----------------------------------------------------------------------------------------
 
 
-def acquire(buckets: Iterable[str], *, wait: bool = True) -> None:
+WAIT_WORTH_SAYING = 2.0  # a wait this long is told to `on_wait` (shorter ones are the run's pace)
+
+
+def acquire(buckets: Iterable[str], *, wait: bool = True,
+            on_wait: Callable[[float | None], None] | None = None) -> None:
     """Take one request slot in every bucket, waiting for one if `wait` (jobs) or raising
     SageOneBusy at once (pages); raises SageOneRateLimited while any bucket is on hold, so a
-    blocked company is never called."""
+    blocked company is never called. A wait worth saying is told to `on_wait` (the POSIX time it
+    should end), and its end with None, so a run's progress can say it waits for Sage's limit."""
     buckets = list(dict.fromkeys(buckets))
     item, pacing = _item(), clock()
+    told = False
     while True:
         _refuse_if_held(buckets)
         # Test every bucket before taking from any, so a full one costs the others nothing (a race
         # with another process may still waste a slot, never overspend one).
         if all(limiter().test(item, NAMESPACE, b) for b in buckets) and \
                 all(limiter().hit(item, NAMESPACE, b) for b in buckets):
+            if told:
+                on_wait(None)
             return
         reset_at = max(limiter().get_window_stats(item, NAMESPACE, b).reset_time for b in buckets)
         pause = max(reset_at - pacing.now(), 0.05)
@@ -188,6 +196,9 @@ def acquire(buckets: Iterable[str], *, wait: bool = True) -> None:
             raise SageOneBusy(
                 "Sage One AUS is busy for this company right now: the portal is already sending it as many "
                 f"requests as Sage allows in a minute. Try again in about {math.ceil(pause)} seconds.", pause)
+        if on_wait is not None and (told or pause >= WAIT_WORTH_SAYING):
+            on_wait(time.time() + pause)
+            told = True
         pacing.pause(min(pause, _LONGEST_PAUSE))
         metrics.limiter_waited("sage_one_aus", buckets[0], min(pause, _LONGEST_PAUSE))
 

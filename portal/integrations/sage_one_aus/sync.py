@@ -294,6 +294,7 @@ _RUN_STOPPERS = (SageOneAuthFailed, SageOneApiKeyRefused, SageOneRateLimited, Sa
 def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None = None) -> dict:
     """Send the branch's pending customers, then its pending issued invoices; raises SyncStopped."""
     branch, connection, client = _client(branch_id, private_key)
+    client.on_wait = getattr(progress, "waiting", None)  # "waiting for Sage One AUS's rate limit, resumes in …"
     contacts = db.session.scalars(
         db.select(Contact).where(Contact.branch_id == branch.id, Contact.kind == ContactKind.CUSTOMER,
                                  Contact.sync_state != SyncState.SYNCED).order_by(Contact.id)).all()

@@ -220,3 +220,26 @@ def test_sync_jobs_are_refused_while_the_company_is_held(world, client, auth, li
     drain_jobs()
     assert not db.session.scalars(db.select(Job).where(Job.kind == sage_one_sync.SYNC_KIND)).all()
     assert sandbox_requests(limited) == requests_before
+
+
+def test_a_wait_for_a_slot_is_told_to_the_run_and_so_is_its_end(app, sandbox_clock):
+    """What the progress bar reads as "waiting for Sage's rate limit, resumes in …" (jobs/runtime's
+    Progress.waiting): the moment the wait should end, then None once the request goes."""
+    bucket = f"company:{NEWCASTLE_COMPANY}"
+    for _ in range(ratelimit.slots_per_window()):
+        ratelimit.acquire([bucket])
+    told = []
+    before = time.time()
+
+    ratelimit.acquire([bucket], on_wait=told.append)
+
+    assert len(told) >= 2 and told[-1] is None
+    assert told[0] >= before + ratelimit.WAIT_WORTH_SAYING  # the first says when, at least 2 s ahead
+    assert all(until is not None and until >= before for until in told[:-1])  # then what is left
+    assert sandbox_clock.now() - before >= 30  # it did wait (on the clock) for the window to move
+
+
+def test_a_short_pause_is_the_runs_pace_and_is_not_told(app, sandbox_clock):
+    told = []
+    ratelimit.acquire([f"company:{NEWCASTLE_COMPANY}"], on_wait=told.append)  # a free slot: no wait
+    assert told == []
