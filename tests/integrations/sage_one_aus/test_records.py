@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from portal.extensions import db
-from portal.models import Contact, ContactKind, Invoice, InvoiceStatus, SyncState, utcnow
+from portal.models import Contact, ContactKind, Invoice, InvoiceStatus, Provider, SyncState, utcnow
 from tests import factories
 from tests.integrations.sage_one_aus.conftest import start_puppet
 
@@ -86,14 +86,23 @@ def test_customers_waiting_or_failed_are_listed_failed_first_with_their_reasons(
     assert len(rows) == 25
     assert rows[:13] == [c.name for c in ledger.failed_customers]
     assert rows[13:] == [c.name for c in ledger.pending_customers[:12]]
-    assert REFUSED in body and "Sent at the next sync." in body
+    # Newcastle is not connected here: its pending rows wait for a connection, not for a sync.
+    assert REFUSED in body and "Sent once the branch is connected." in body
+    assert "Sent at the next sync." not in body
     assert "Page 1 of 2 · 43 customers" in body
+
+
+def test_pending_rows_of_a_connected_branch_wait_for_the_next_sync(world, ledger, client):
+    factories.connection(world.branch, Provider.SAGE_ONE_AUS, sage_one_username="newcastle@harbour-auto.test",
+                         sage_one_company_id=7, credentials_owner_id=world.owner.id)
+    body = _fragment(client, world, kind="customers", state="pending")
+    assert "Sent at the next sync." in body and "Sent once the branch is connected." not in body
 
 
 def test_the_failed_filter_lists_only_failed_customers(world, ledger, client):
     body = _fragment(client, world, kind="customers", state="failed")
     assert _rows(body) == [c.name for c in ledger.failed_customers]
-    assert "Sent at the next sync." not in body
+    assert "Sent at the next sync." not in body and "Sent once the branch is connected." not in body
     assert "13 customers" in body
 
 
