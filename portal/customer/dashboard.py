@@ -151,8 +151,13 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
         last_syncs = [LastSync(label, last.get((branch.id, kind))) for kind, label in kinds]
         failed_jobs = [s.job for s in last_syncs if s.job is not None and s.job.status == JobStatus.FAILED]
         latest_failure = max(failed_jobs, key=lambda j: j.created_at).error if failed_jobs else None
-        state = card_state(connection, latest_failure)
         pending, failed, reasons = open_rows.get(branch.id, (0, 0, Counter()))
+        if latest_failure is None and failed:
+            # The run ended but records failed (a missing tax rate, a refused email): it did not stop
+            # before the end, so say what did happen; the card names the most common reason below.
+            noun = "record" if failed == 1 else "records"
+            latest_failure = f"{failed} {noun} could not be sent: the most common reason is below."
+        state = card_state(connection, latest_failure)
         jobs = active.get(branch.id, [])
         cards.append(BranchCard(
             branch, connection, state, last_syncs if connection else [], jobs, pending, failed,

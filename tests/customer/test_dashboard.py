@@ -89,6 +89,22 @@ def test_a_branch_that_must_sign_in_again_is_a_warning_with_the_reason_and_no_to
     assert "Sync contacts" not in html  # no sync is offered until it signs in again
 
 
+def test_a_sync_that_ended_with_failed_records_says_so_not_that_it_stopped_early(client, auth, branch):
+    branch, owner = branch
+    _sage(branch, last_sync_outcome=SyncOutcome.FAILED, last_sync_at=utcnow())
+    contact = factories.contacts(branch, 1, sync_state=SyncState.SYNCED, sage_id="c-1")[0]
+    for _ in range(2):
+        factories.invoice(branch, contact, sync_state=SyncState.FAILED, sync_error="Not sent: no 10% tax rate.")
+    _job(branch, "sage.sync_invoices", JobStatus.FINISHED, result={"summary": "Sent 2 invoices to Sage: 2 failed."},
+         created_at=utcnow() - timedelta(minutes=5), ended_at=utcnow() - timedelta(minutes=4))
+    auth.login(owner)
+    html = _card_html(client, branch)
+    assert _state(html) == ("warn", "Last sync failed")
+    assert "2 records could not be sent: the most common reason is below." in html
+    assert "Most often (2): Not sent: no 10% tax rate." in html
+    assert "stopped before the end" not in html
+
+
 def test_a_branch_whose_last_sync_failed_is_a_warning_with_the_jobs_reason(client, auth, branch):
     branch, owner = branch
     _sage(branch, last_sync_outcome=SyncOutcome.FAILED, last_sync_at=utcnow())
