@@ -5,7 +5,7 @@ import enum
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -48,6 +48,12 @@ class SyncedRecordMixin:
         self.sync_error = reason
 
 
+# How a contact's error starts when the daily drift look found it deleted in Sage
+# (portal/integrations/sage/drift.py), and the predicate of the partial index that holds those contacts.
+DELETED_IN_SAGE = "Deleted in Sage"
+DELETED_IN_SAGE_WHERE = f"sync_error LIKE '{DELETED_IN_SAGE}%'"
+
+
 class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
     """A workshop's customer or supplier."""
 
@@ -58,6 +64,10 @@ class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
         Index("ix_contacts_branch_sync", "branch_id", "sync_state", "deleted_at", "kind"),
         Index("ix_contacts_branch_sage_id", "branch_id", "sage_id"),
         Index("ix_contacts_branch_reference", "branch_id", "reference"),
+        # The Sage page's drift panel: contacts the daily look found deleted in Sage, without reading
+        # every contact's error (the query must spell the predicate as a literal to use the index).
+        Index("ix_contacts_deleted_in_sage", "branch_id",
+              sqlite_where=text(DELETED_IN_SAGE_WHERE), postgresql_where=text(DELETED_IN_SAGE_WHERE)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +98,9 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
         # How many invoices can be voided (in Sage, not void), counted from this index alone.
         Index("ix_invoices_branch_voidable", "branch_id", "status", "sage_id"),
         Index("ix_invoices_branch_number", "branch_id", "number"),
+        # The drift panel's invoices voided in Sage outside the portal, newest first.
+        Index("ix_invoices_sage_note", "branch_id", "id",
+              sqlite_where=text("sage_note IS NOT NULL"), postgresql_where=text("sage_note IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -16,6 +16,7 @@ from portal.extensions import db
 from portal.integrations.sage import sync
 from portal.integrations.sage.client import SageError
 from portal.models import Connection, ConnectionState, Contact, Invoice, InvoiceStatus, Provider, SyncState, utcnow
+from portal.models.ledger import DELETED_IN_SAGE, DELETED_IN_SAGE_WHERE
 
 EVERY = timedelta(days=1)
 
@@ -42,7 +43,7 @@ def look(connection: Connection, now: datetime | None = None, *, on_a_page: bool
             Contact.branch_id == branch_id, Contact.sage_id.in_(deleted_ids))) if deleted_ids else ():
         contact.sage_id = None
         contact.sync_state = SyncState.PENDING
-        contact.sync_error = f"Deleted in Sage (seen {seen}); it is sent again at the next sync."
+        contact.sync_error = f"{DELETED_IN_SAGE} (seen {seen}); it is sent again at the next sync."
         flagged += 1
     changed = {item["id"]: item for item in client.each("/sales_invoices", {
         "updated_or_created_since": since, "attributes": "status,void_reason", "items_per_page": 200})}
@@ -86,9 +87,14 @@ def look_where_due(now: datetime | None = None) -> int:
 
 
 def changed_in_sage(branch_id: int, limit: int = 20) -> dict:
-    """What the last looks found, for the branch page: invoices voided in Sage, contacts deleted there."""
+    """What the last looks found, for the branch page: invoices voided in Sage, contacts deleted there.
+
+    Each is read from its partial index (ix_invoices_sage_note, ix_contacts_deleted_in_sage), not by
+    reading every row of the branch; the contacts' predicate is the index's own text, since a pattern
+    sent as a parameter would not match it.
+    """
     invoices = db.session.scalars(db.select(Invoice).where(
         Invoice.branch_id == branch_id, Invoice.sage_note.is_not(None)).order_by(Invoice.id.desc()).limit(limit)).all()
     contacts = db.session.scalars(db.select(Contact).where(
-        Contact.branch_id == branch_id, Contact.sync_error.like("Deleted in Sage%")).limit(limit)).all()
+        Contact.branch_id == branch_id, db.text(DELETED_IN_SAGE_WHERE)).limit(limit)).all()
     return {"invoices": invoices, "contacts": contacts}
