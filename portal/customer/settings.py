@@ -63,8 +63,11 @@ def _offset(moment: datetime) -> str:
     return f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02d}" if rest else "")
 
 
-def change_time_zone(business: Business, name: str, by: User) -> bool:
-    """Set the business's zone to `name` (one of ZONES); False when it already was. Raises SettingRefused."""
+def change_time_zone(business: Business, name: str, by: User, puppeteer: User | None = None) -> bool:
+    """Set the business's zone to `name` (one of ZONES); False when it already was. Raises SettingRefused.
+
+    `puppeteer`: the support person making the change in a puppet session as `by`; the audit says so.
+    """
     name = (name or "").strip()
     if name not in dict(ZONES):
         raise SettingRefused("Choose the time zone from the list.")
@@ -72,7 +75,8 @@ def change_time_zone(business: Business, name: str, by: User) -> bool:
         return False
     before = business.time_zone
     business.time_zone = name
-    audit.record("business.time_zone_changed", f"Time zone changed from {before} to {name} by {by.email}",
+    who = f"support ({puppeteer.email}) for {by.email}" if puppeteer is not None else by.email
+    audit.record("business.time_zone_changed", f"Time zone changed from {before} to {name} by {who}",
                  business_id=business.id, details={"from": before, "to": name})
     db.session.commit()
     return True

@@ -93,7 +93,8 @@ def save_settings():
     """Change the business's time zone (audited; in a puppet session with both people)."""
     business = current_user.business
     try:
-        changed = settings_service.change_time_zone(business, request.form.get("time_zone", ""), current_user)
+        changed = settings_service.change_time_zone(business, request.form.get("time_zone", ""), current_user,
+                                                    puppeteer=puppet.current_puppeteer())
     except settings_service.SettingRefused as refused:
         return render_template("customer/settings.html", zones=settings_service.choices(),
                                errors={"time_zone": str(refused)}), 400

@@ -67,6 +67,11 @@ def test_support_changes_it_only_in_a_puppet_session_recorded_with_both_people(c
     write = db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "puppet.write",
                                                           AuditEvent.details["path"].as_string() == "/settings"))
     assert write is not None and write.actor_id == support.id and write.business_id == business.id
+    # The change's own event names who made it: support for the customer, not the customer alone.
+    changed = db.session.scalar(db.select(AuditEvent).where(AuditEvent.kind == "business.time_zone_changed"))
+    assert changed.actor_id == support.id and changed.subject_user_id == customer.id
+    assert changed.summary == (f"Time zone changed from Australia/Sydney to Australia/Darwin by support "
+                               f"({support.email}) for {customer.email}")
 
 
 def test_another_businesss_customer_changes_only_their_own(client, auth):
