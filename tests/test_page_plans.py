@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import event
 
+from portal.customer import dashboard
 from portal.extensions import db
 from portal.integrations.sage import drift
-from portal.models import SyncState, utcnow
+from portal.models import InvoiceStatus, SyncState, utcnow
 from tests import factories
 
 
@@ -60,3 +61,42 @@ def test_the_drift_panel_reads_its_contacts_and_invoices_from_partial_indexes(ap
     assert sorted(contact.id for contact in found["contacts"]) == deleted_ids
     assert "ix_invoices_sage_note" in invoice_plan, invoice_plan
     assert "ix_contacts_deleted_in_sage" in contact_plan, contact_plan
+
+
+def test_the_dashboards_most_common_failure_reason_counts_contacts_and_invoices_from_the_index(app):
+    business = factories.business("Reason Plans", branches=("Sydney", "Newcastle"))
+    branch, other = business.branches
+    refused, invalid = "Sage refused the tax rate GST.", "The email address is not valid in Sage."
+    contacts = factories.contacts(branch, 6)
+    suppliers = factories.contacts(branch, 1, kind="supplier")
+    for contact, reason in zip(contacts[:4] + suppliers, (invalid, invalid, refused, None, invalid), strict=True):
+        contact.mark_failed(reason) if reason else setattr(contact, "sync_state", SyncState.FAILED)
+    contacts[4].mark_failed(refused)
+    contacts[4].deleted_at = utcnow()  # deleted: not counted
+    for reason in (refused, refused, refused):
+        factories.invoice(branch, contacts[5]).mark_failed(reason)
+    factories.invoice(branch, contacts[5], status=InvoiceStatus.VOID).mark_failed(invalid)  # void: not counted
+    for contact in factories.contacts(other, 2):
+        contact.mark_failed(invalid)
+    branch_id, other_id = branch.id, other.id
+    db.session.commit()
+
+    cards, found_plans = plans(lambda: {card.branch.id: card for card in dashboard.branch_cards(business)})
+
+    # Refused: one contact and three invoices (4) beats invalid: three contacts, one a supplier (3).
+    assert cards[branch_id].top_failure == (refused, 4) and cards[branch_id].failed == 8
+    assert cards[other_id].top_failure == (invalid, 2)
+    if db.engine.dialect.name == "sqlite":  # PostgreSQL's choice here follows its statistics of tiny tables
+        # The reasons are read from the (branch, state, deleted, kind or status, error) indexes alone.
+        reasons_plan = next(plan for plan in found_plans if "UNION ALL" in plan)
+        assert reasons_plan.count("USING COVERING INDEX ix_") == 2, reasons_plan
+        assert "ix_contacts_branch_sync" in reasons_plan and "ix_invoices_branch_sync" in reasons_plan
+
+
+def test_a_failure_reason_is_kept_to_500_characters(app):
+    business = factories.business("Long Reasons")
+    contact = factories.contacts(business.branches[0], 1)[0]
+    contact.mark_failed("Sage refused this contact: " + "; ".join(["The name is too long."] * 100))
+    db.session.commit()
+    assert len(contact.sync_error) == 500 and contact.sync_error.endswith("…")
+    assert contact.sync_error.startswith("Sage refused this contact: The name is too long.;")

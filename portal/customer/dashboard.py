@@ -6,11 +6,10 @@ failed and the most common reason, what runs now, and why an action can't be use
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, union_all
 from sqlalchemy.orm import joinedload
 
 from portal import timefmt
@@ -151,7 +150,7 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
         last_syncs = [LastSync(label, last.get((branch.id, kind))) for kind, label in kinds]
         failed_jobs = [s.job for s in last_syncs if s.job is not None and s.job.status == JobStatus.FAILED]
         latest_failure = max(failed_jobs, key=lambda j: j.created_at).error if failed_jobs else None
-        pending, failed, reasons = open_rows.get(branch.id, (0, 0, Counter()))
+        pending, failed, top_failure = open_rows.get(branch.id, (0, 0, None))
         if latest_failure is None and failed:
             # The run ended but records failed (a missing tax rate, a refused email): it did not stop
             # before the end, so say what did happen; the card names the most common reason below.
@@ -161,7 +160,7 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
         jobs = active.get(branch.id, [])
         cards.append(BranchCard(
             branch, connection, state, last_syncs if connection else [], jobs, pending, failed,
-            reasons.most_common(1)[0] if reasons else None, _blocked(connection, state, jobs, kinds)))
+            top_failure, _blocked(connection, state, jobs, kinds)))
     return cards
 
 
@@ -175,25 +174,39 @@ def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
     return {(job.branch_id, job.kind): job for job in rows}
 
 
-def _open_rows(ids: list[int]) -> dict[int, tuple[int, int, Counter]]:
-    """Per branch: contacts and issued invoices pending, failed, and how often each failure reason
-    occurs (two grouped statements per table: the counts come from the (branch, state, deleted)
-    index alone, and only failed rows are read for their reasons)."""
+def _open_rows(ids: list[int]) -> dict[int, tuple[int, int, tuple[str, int] | None]]:
+    """Per branch: contacts and issued invoices pending, failed, and the most common failure reason of
+    both with how many have it. The counts come from the (branch, state, deleted, kind or status,
+    error) index alone, grouped per table; the reason is one statement that counts each table's
+    failed rows per reason in that index's order, adds the two and keeps each branch's first, so one
+    row per branch is read back however many distinct reasons there are (ties: the reason that
+    sorts first)."""
     found: dict[int, list] = {}
-    for model, where in ((Contact, ()), (Invoice, (Invoice.status == InvoiceStatus.ISSUED,))):
+    failed = []
+    for model, where, in_order in ((Contact, (), Contact.kind),
+                                   (Invoice, (Invoice.status == InvoiceStatus.ISSUED,), Invoice.status)):
         scope = (model.branch_id.in_(ids), model.deleted_at.is_(None), *where)
         for branch_id, state, n in db.session.execute(
             db.select(model.branch_id, model.sync_state, func.count())
             .where(*scope, model.sync_state.in_((SyncState.PENDING, SyncState.FAILED)))
             .group_by(model.branch_id, model.sync_state)
         ):
-            found.setdefault(branch_id, [0, 0, Counter()])[0 if SyncState(state) == SyncState.PENDING else 1] += n
-        for branch_id, error, n in db.session.execute(
-            db.select(model.branch_id, model.sync_error, func.count())
-            .where(*scope, model.sync_state == SyncState.FAILED)
-            .group_by(model.branch_id, model.sync_error)
-        ):
-            found[branch_id][2][error or "No reason was recorded."] += n
+            found.setdefault(branch_id, [0, 0, None])[0 if SyncState(state) == SyncState.PENDING else 1] += n
+        failed.append(db.select(model.branch_id.label("branch_id"), model.sync_error.label("reason"),
+                                func.count().label("n"))
+                      .where(*scope, model.sync_state == SyncState.FAILED)
+                      .group_by(model.branch_id, in_order, model.sync_error))
+    per_table = union_all(*failed).subquery()
+    total = func.sum(per_table.c.n)
+    ranked = (
+        db.select(per_table.c.branch_id, per_table.c.reason, total.label("n"), func.row_number().over(
+            partition_by=per_table.c.branch_id,
+            order_by=(total.desc(), per_table.c.reason.is_(None), per_table.c.reason)).label("place"))
+        .group_by(per_table.c.branch_id, per_table.c.reason)
+    ).subquery()
+    for branch_id, reason, n in db.session.execute(
+            db.select(ranked.c.branch_id, ranked.c.reason, ranked.c.n).where(ranked.c.place == 1)):
+        found[branch_id][2] = (reason or "No reason was recorded.", int(n))
     return {branch_id: tuple(entry) for branch_id, entry in found.items()}
 
 

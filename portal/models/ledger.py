@@ -29,6 +29,9 @@ class InvoiceStatus(str, enum.Enum):
     VOID = "void"
 
 
+REASON_LIMIT = 500  # characters of a failure reason kept (at most 2,000 bytes in UTF-8)
+
+
 class SyncedRecordMixin:
     """The accounting-side id and where the row stands in the sync."""
 
@@ -45,7 +48,9 @@ class SyncedRecordMixin:
 
     def mark_failed(self, reason: str) -> None:
         self.sync_state = SyncState.FAILED
-        self.sync_error = reason
+        # Sage's words can run on (every message of a refusal, joined); the error is also the last
+        # column of the (branch, state …) indexes, whose entries must stay small.
+        self.sync_error = reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT - 1] + "…"
 
 
 # How a contact's error starts when the daily drift look found it deleted in Sage
@@ -60,8 +65,9 @@ class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
     __tablename__ = "contacts"
     __table_args__ = (
         # The pages' counts per sync state read this index alone (deleted rows and the kind included),
-        # not every row of a branch.
-        Index("ix_contacts_branch_sync", "branch_id", "sync_state", "deleted_at", "kind"),
+        # not every row of a branch; so do the dashboard's failure reasons (the error, last; it is
+        # bounded by mark_failed, so an entry always fits PostgreSQL's index row).
+        Index("ix_contacts_branch_sync", "branch_id", "sync_state", "deleted_at", "kind", "sync_error"),
         Index("ix_contacts_branch_sage_id", "branch_id", "sage_id"),
         Index("ix_contacts_branch_reference", "branch_id", "reference"),
         # The Sage page's drift panel: contacts the daily look found deleted in Sage, without reading
@@ -92,7 +98,8 @@ class Invoice(SoftDeleteMixin, SyncedRecordMixin, db.Model):
 
     __tablename__ = "invoices"
     __table_args__ = (
-        Index("ix_invoices_branch_sync", "branch_id", "sync_state", "deleted_at", "status"),
+        # As the contacts' (counts and failure reasons from the index alone).
+        Index("ix_invoices_branch_sync", "branch_id", "sync_state", "deleted_at", "status", "sync_error"),
         # The Sage page lists voidable invoices newest first: read in that order, not sorted whole.
         Index("ix_invoices_branch_issued", "branch_id", "issued_on", "id"),
         # How many invoices can be voided (in Sage, not void), counted from this index alone.
