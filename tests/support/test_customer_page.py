@@ -1,13 +1,14 @@
 """The console's customer page: full connection state, jobs with errors, one merged timeline."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 
 from portal import audit
 from portal.extensions import db
-from portal.models import ConnectionState, Job, JobStatus, Provider, utcnow
+from portal.models import ConnectionState, Job, JobStatus, Provider, PuppetSession, utcnow
 from tests import factories
 from tests.conftest import AuthActions
 
@@ -116,6 +117,14 @@ def test_active_puppet_sessions_page_shows_who_whom_why_and_mode(world, client, 
     body = client.get("/support/puppet/sessions").get_data(as_text=True)
     assert "colleague@portal.test" in body and "owner@harbour-auto.test" in body
     assert "Ticket 88: void stuck" in body and "Sage One AUS: read-only" in body
+
+    # How long it has run reads as a person says it, through timefmt (not a hand-counted "12 min").
+    live = db.session.scalar(db.select(PuppetSession).where(PuppetSession.ended_at.is_(None)))
+    live.started_at = utcnow() - timedelta(minutes=12, seconds=10)
+    db.session.commit()
+    body = client.get("/support/puppet/sessions").get_data(as_text=True)
+    assert "(12 minutes ago)" in body and " min)" not in body
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d">', body)
 
 
 def test_integration_events_are_labelled_by_what_they_did_in_the_timeline():
