@@ -159,8 +159,9 @@ def rerun_void(run, actor: Actor) -> ActionResult:
 def look_for_drift(run, actor: Actor) -> ActionResult:
     """Ask Sage now what was deleted or voided there outside the portal, as the daily look does.
 
-    Read-only towards Sage (two requests through the business's limiter, never waiting on it), so
-    support may run it without a puppet session; what it records is what Sage said, audited by the run.
+    Read-only towards Sage (its two lists, a request per page of 200, through the business's limiter and
+    never waiting on it), so support may run it without a puppet session; what it records is what Sage
+    said, audited by the run.
     """
     from portal.integrations.sage import drift, sync
     from portal.integrations.sage.client import SageError

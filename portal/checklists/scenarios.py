@@ -145,7 +145,7 @@ SAGE_ONE_AUS_LOGIN_CHANGED = Scenario(
     ),
 )
 
-_DRIFT_HELP = ("Two read-only requests to Sage: what was deleted or voided there since the portal last looked. "
+_DRIFT_HELP = ("Two read-only lists from Sage: what was deleted or voided there since the portal last looked. "
                "Invoices voided there are recorded on the invoice and contacts deleted there are sent again at the "
                "next sync; the branch page shows both.")
 
