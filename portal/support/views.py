@@ -138,7 +138,7 @@ def end_puppet():
 @support_required
 def puppet_sessions():
     """Every live puppet session: who, as whom, since when, why, and in which mode."""
-    return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions(), now=utcnow())
+    return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions())
 
 
 @bp.post("/puppet/sessions/<int:session_id>/end")
@@ -149,8 +149,8 @@ def end_puppet_session(session_id: int):
         ended = puppet.end_session(session_id, puppet.real_user())
     except puppet.PuppetError as exc:
         flash(str(exc), "error")
-        return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions(),
-                               now=utcnow()), 403 if "Only" in str(exc) else 409
+        return render_template("support/puppet_sessions.html", sessions=customers.live_puppet_sessions()), \
+            403 if "Only" in str(exc) else 409
     flash(f"Ended {ended.support_user.email}'s puppet session as {ended.customer_user.email}.", "success")
     return redirect(url_for("support.puppet_sessions"))
 
