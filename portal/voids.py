@@ -34,3 +34,13 @@ class VoidOutcome(str, enum.Enum):
 def find_invoice_unscoped(branch_id: int, invoice_id: int) -> Invoice | None:
     """The branch's invoice by id, soft-deleted ones included."""
     return db.session.scalar(unscoped(Invoice).where(Invoice.id == invoice_id, Invoice.branch_id == branch_id))
+
+
+def find_invoices_unscoped(wanted: list[tuple[int, int]] | set[tuple[int, int]]) -> dict[tuple[int, int], Invoice]:
+    """Invoices by (branch id, invoice id), soft-deleted ones included, in one statement; a pair whose
+    invoice is not that branch's is left out."""
+    wanted = set(wanted)
+    if not wanted:
+        return {}
+    rows = db.session.scalars(unscoped(Invoice).where(Invoice.id.in_({invoice_id for _, invoice_id in wanted})))
+    return {key: invoice for invoice in rows if (key := (invoice.branch_id, invoice.id)) in wanted}

@@ -4,12 +4,14 @@ sequential scans discouraged, so a small test table cannot hide an unusable inde
 the plan and what the lookup finds."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import event
 
 from portal.customer import dashboard
 from portal.extensions import db
 from portal.integrations.sage import drift
-from portal.models import InvoiceStatus, SyncState, utcnow
+from portal.models import InvoiceStatus, JobStatus, Provider, SyncState, utcnow
 from tests import factories
 
 
@@ -100,3 +102,49 @@ def test_a_failure_reason_is_kept_to_500_characters(app):
     db.session.commit()
     assert len(contact.sync_error) == 500 and contact.sync_error.endswith("…")
     assert contact.sync_error.startswith("Sage refused this contact: The name is too long.;")
+
+
+def test_suggested_checklists_look_up_every_failed_voids_invoice_at_once(app):
+    from portal.checklists import matching
+    from tests.checklists.helpers import job
+
+    business = factories.business("Void Plans", branches=("Sydney", "Newcastle"))
+    sydney, newcastle = business.branches
+    factories.connection(sydney, Provider.SAGE)
+    factories.connection(newcastle, Provider.SAGE)
+    contact = factories.contacts(sydney, 1)[0]
+
+    def failed_void(branch, invoice_id, **fields):
+        job(branch, "sage.void_invoice", JobStatus.FAILED, params={"invoice_id": invoice_id},
+            error="Sage answered 500 twice.", **fields)
+
+    def suggested():
+        return plans(lambda: [(s.branch.name, s.invoice_number) for s in matching.for_business(business)
+                              if s.scenario.slug == "sage-void-still-shown"])
+
+    first = factories.invoice(sydney, contact)
+    failed_void(sydney, first.id)
+    job(sydney, "sage.sync_contacts", JobStatus.FINISHED)
+    one, one_plans = suggested()
+    assert one == [("Sydney", first.number)]
+
+    deleted = factories.invoice(sydney, contact, deleted_at=utcnow())
+    retried = factories.invoice(sydney, contact)
+    elsewhere = factories.invoice(newcastle, factories.contacts(newcastle, 1)[0])
+    old = factories.invoice(sydney, contact)
+    failed_void(sydney, deleted.id)  # soft-deleted: the void's lookup still finds it
+    failed_void(sydney, retried.id, created_at=utcnow() - timedelta(minutes=5))
+    job(sydney, "sage.void_invoice", JobStatus.FINISHED, params={"invoice_id": retried.id},
+        result={"outcome": "voided"})  # voided when tried again: no longer suggested
+    failed_void(newcastle, elsewhere.id)
+    failed_void(newcastle, first.id)  # Sydney's invoice named by a Newcastle job: not Newcastle's
+    failed_void(sydney, old.id, created_at=utcnow() - timedelta(days=31))  # before the last 30 days
+    numbers = {"first": first.number, "deleted": deleted.number, "elsewhere": elsewhere.number}
+    more, more_plans = suggested()
+
+    assert sorted(more) == sorted([("Newcastle", numbers["elsewhere"]), ("Sydney", numbers["deleted"]),
+                                   ("Sydney", numbers["first"])])
+    assert len(more_plans) == len(one_plans), (one_plans, more_plans)
+    if db.engine.dialect.name == "sqlite":
+        jobs_plan = next(plan for plan in more_plans if "jobs" in plan)
+        assert "SCAN jobs" not in jobs_plan and jobs_plan.count("ix_jobs_branch_created") == 2, jobs_plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import case, or_, select
 
 from portal import timefmt
 from portal.checklists import scenarios
@@ -24,7 +24,7 @@ from portal.models import (
     SyncOutcome,
     utcnow,
 )
-from portal.voids import find_invoice_unscoped
+from portal.voids import find_invoices_unscoped
 
 RECENT_VOIDS = timedelta(days=30)
 
@@ -39,18 +39,32 @@ class Suggestion:
     invoice_number: str | None = None
 
 
-def _latest_jobs(branch_ids: list[int]) -> dict[int, list[Job]]:
-    jobs = db.session.scalars(
-        select(Job).where(Job.branch_id.in_(branch_ids)).order_by(Job.created_at.desc()).limit(200)
+LATEST_JOBS = 200  # the business's latest jobs the suggestions look at
+
+
+def _latest_jobs(branch_ids: list[int]) -> dict[int, list]:
+    """The business's latest jobs, newest first, per branch: each branch's latest from the newest end
+    of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
+    read every job it ever ran). Rows of the columns the suggestions read, not whole jobs; only a
+    void's params and result are read (the others' are not looked at)."""
+    latest = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id).order_by(Job.created_at.desc())
+                         .limit(LATEST_JOBS)) for branch_id in branch_ids]
+    void = Job.kind.contains("void")
+    rows = db.session.execute(
+        select(Job.id, Job.branch_id, Job.kind, Job.status, Job.description, case((void, Job.params)).label("params"),
+               case((void, Job.result)).label("result"), Job.progress_done, Job.created_at)
+        .where(or_(*latest)).order_by(Job.created_at.desc()).limit(LATEST_JOBS)
     ).all()
-    by_branch: dict[int, list[Job]] = {}
-    for job in jobs:
+    by_branch: dict[int, list] = {}
+    for job in rows:
         by_branch.setdefault(job.branch_id, []).append(job)
     return by_branch
 
 
-def _failed_voids(branch: Branch, jobs: list[Job]) -> list[Suggestion]:
-    suggestions, seen = [], set()
+def _failed_void_invoices(jobs: list) -> list[int]:
+    """The invoices whose latest void in the last RECENT_VOIDS failed or found Sage refusing or
+    missing it, newest first (a void tried again counts by its latest try)."""
+    found, seen = [], set()
     since = utcnow() - RECENT_VOIDS
     for job in jobs:
         invoice_id = (job.params or {}).get("invoice_id")
@@ -58,13 +72,10 @@ def _failed_voids(branch: Branch, jobs: list[Job]) -> list[Suggestion]:
             continue
         seen.add(invoice_id)
         outcome = (job.result or {}).get("outcome")
-        if job.status == JobStatus.FAILED or outcome in ("missing_in_sage", "sage_refused"):
-            invoice = find_invoice_unscoped(branch.id, invoice_id)
-            if invoice is not None:
-                suggestions.append(Suggestion(scenarios.SAGE_VOID_STILL_SHOWN, branch,
-                                              f"The void of invoice {invoice.number} didn't complete in Sage.",
-                                              invoice.number))
-    return suggestions
+        if (job.status == JobStatus.FAILED or outcome in ("missing_in_sage", "sage_refused")) \
+                and isinstance(invoice_id, int):
+            found.append(invoice_id)
+    return found
 
 
 def for_business(business: Business) -> list[Suggestion]:
@@ -73,6 +84,10 @@ def for_business(business: Business) -> list[Suggestion]:
     zone = timefmt.zone_for(business.time_zone)
     branches = list(business.branches)
     jobs = _latest_jobs([b.id for b in branches]) if branches else {}
+    failed_voids = {branch.id: _failed_void_invoices(jobs.get(branch.id, [])) for branch in branches}
+    # Every branch's invoices in one statement (the void's unscoped lookup, soft-deleted ones included).
+    invoices = find_invoices_unscoped([(branch_id, invoice_id) for branch_id, invoice_ids in failed_voids.items()
+                                       for invoice_id in invoice_ids])
     found: list[Suggestion] = []
     for branch in branches:
         conn = branch.connection
@@ -115,7 +130,12 @@ def for_business(business: Business) -> list[Suggestion]:
         elif not rate_limited and ((syncs and syncs[0].status == JobStatus.FAILED) or (
                 conn is not None and conn.last_sync_outcome == SyncOutcome.FAILED and not syncs)):
             add(scenarios.SYNC_FAILED_OR_STUCK, "The last sync failed.")
-        found.extend(_failed_voids(branch, branch_jobs))
+        for invoice_id in failed_voids[branch.id]:
+            invoice = invoices.get((branch.id, invoice_id))
+            if invoice is not None:
+                found.append(Suggestion(scenarios.SAGE_VOID_STILL_SHOWN, branch,
+                                        f"The void of invoice {invoice.number} didn't complete in Sage.",
+                                        invoice.number))
     return found
 
 
