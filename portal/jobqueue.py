@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import json_logs, leases
 from portal.extensions import db, get_redis
 from portal.models import ACTIVE_STATUSES, Job, JobStatus, utcnow
+from portal.models.jobs import ACTIVE_WHERE
 
 # Timeouts and TTLs for every job, in one place (seconds).
 JOB_TIMEOUT = 60 * 60  # a mass re-sync of a large branch may take this long
@@ -48,11 +49,10 @@ def get_queue() -> Queue:
 
 
 def active_job(branch_id: int, kind: str) -> Job | None:
-    """The queued or running job of `kind` for the branch, after reconciling it with RQ."""
+    """The queued or running job of `kind` for the branch, after reconciling it with RQ (read from
+    the partial index of active jobs, whose predicate the query spells as it does)."""
     row = db.session.scalar(
-        db.select(Job).where(
-            Job.branch_id == branch_id, Job.kind == kind, Job.status.in_(ACTIVE_STATUSES)
-        )
+        db.select(Job).where(Job.branch_id == branch_id, Job.kind == kind, db.text(ACTIVE_WHERE))
     )
     if row is not None and not reconcile(row):
         return None

@@ -148,3 +148,20 @@ def test_suggested_checklists_look_up_every_failed_voids_invoice_at_once(app):
     if db.engine.dialect.name == "sqlite":
         jobs_plan = next(plan for plan in more_plans if "jobs" in plan)
         assert "SCAN jobs" not in jobs_plan and jobs_plan.count("ix_jobs_branch_created") == 2, jobs_plan
+
+
+def test_a_branchs_active_job_of_a_kind_is_read_from_the_partial_index_of_active_jobs(app):
+    from portal.jobqueue import active_job
+    from tests.checklists.helpers import job
+
+    business = factories.business("Active Plans")
+    branch = business.branches[0]
+    for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.FINISHED):
+        job(branch, "sage.sync_contacts", status)
+    branch_id = branch.id
+
+    found, (plan,) = plans(lambda: active_job(branch_id, "sage.sync_contacts"))
+
+    assert found is None
+    if db.engine.dialect.name == "sqlite":  # not every job of the branch and kind
+        assert "uq_jobs_one_active_per_branch_kind" in plan, plan

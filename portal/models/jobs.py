@@ -23,6 +23,9 @@ class JobStatus(str, enum.Enum):
 
 
 ACTIVE_STATUSES = ("queued", "running")
+# The predicate of the partial index of active jobs. A query that spells it so (a literal, not
+# parameters) reads that small index instead of every job of the branch and kind.
+ACTIVE_WHERE = "status IN ('queued', 'running')"
 
 
 class Job(db.Model):
@@ -39,8 +42,8 @@ class Job(db.Model):
             "branch_id",
             "kind",
             unique=True,
-            sqlite_where=text("status IN ('queued', 'running')"),
-            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text(ACTIVE_WHERE),
+            postgresql_where=text(ACTIVE_WHERE),
         ),
     )
 
