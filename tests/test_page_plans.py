@@ -165,3 +165,36 @@ def test_a_branchs_active_job_of_a_kind_is_read_from_the_partial_index_of_active
     assert found is None
     if db.engine.dialect.name == "sqlite":  # not every job of the branch and kind
         assert "uq_jobs_one_active_per_branch_kind" in plan, plan
+
+
+def test_the_sage_one_aus_page_reads_its_active_jobs_from_the_partial_index(client, auth):
+    from tests.checklists.helpers import job
+
+    business = factories.business("Active Sage One Plans")
+    owner = factories.customer(business)
+    branch = business.branches[0]
+    factories.connection(branch, Provider.SAGE_ONE_AUS, sage_one_username="owner@sage-one.test",
+                         sage_one_company_id=7, credentials_owner_id=owner.id, connected_by_id=owner.id)
+    for status in (JobStatus.FINISHED, JobStatus.FAILED):
+        job(branch, "sage_one_aus.sync", status)
+    path = f"/integrations/sage-one-aus/branches/{branch.id}"
+    auth.login(owner)
+    sent = []
+
+    def record(conn, cursor, statement, parameters, *_):
+        if "FROM jobs" in statement and "status IN" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+    (statement, parameters), = sent
+    if db.engine.dialect.name == "sqlite":
+        # A tiny table's plan may read another index; INDEXED BY fails ("no query solution") unless
+        # the statement can use the partial index at all.
+        forced = statement.replace("FROM jobs", "FROM jobs INDEXED BY uq_jobs_one_active_per_branch_kind", 1)
+        plan = db.session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + forced, parameters).all()
+        assert "uq_jobs_one_active_per_branch_kind" in str(plan), plan

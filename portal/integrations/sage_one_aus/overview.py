@@ -23,6 +23,7 @@ from portal.models import (
     SyncState,
     unscoped,
 )
+from portal.models.jobs import ACTIVE_WHERE
 
 ROWS_SHOWN = 50
 PAGE_SIZE = 25
@@ -87,9 +88,9 @@ def branch_overview(branch) -> Overview:
                                 Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)
         .options(joinedload(Invoice.contact))).all()  # each row names its customer: not one statement per row
     kinds = (sync.SYNC_KIND, sync.VOID_KIND)
-    overview.active_jobs = db.session.scalars(
+    overview.active_jobs = db.session.scalars(  # from the partial index of active jobs (its predicate, spelt so)
         db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds),
-                             Job.status.in_(("queued", "running"))).order_by(Job.created_at)).all()
+                             db.text(ACTIVE_WHERE)).order_by(Job.created_at)).all()
     overview.recent_jobs = db.session.scalars(
         db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds))
         .order_by(Job.created_at.desc()).limit(10)
