@@ -59,6 +59,14 @@ def active_job(branch_id: int, kind: str) -> Job | None:
     return row
 
 
+def active_jobs(branch_id: int, kinds: tuple[str, ...]) -> list[Job]:
+    """`active_job` of each of `kinds` that has one, in the order of `kinds`, in one statement."""
+    rows = db.session.scalars(
+        db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(kinds), db.text(ACTIVE_WHERE))
+    ).all()
+    return [row for row in sorted(rows, key=lambda row: kinds.index(row.kind)) if reconcile(row)]
+
+
 # Kinds that are safe to run again by themselves after their worker died: a sync looks before it
 # creates and resumes with what is still pending. A void is never re-run unasked.
 REQUEUE_BY_THEMSELVES = ("sage.sync_contacts", "sage.sync_invoices")

@@ -11,7 +11,7 @@ from sqlalchemy import event
 from portal.customer import dashboard
 from portal.extensions import db
 from portal.integrations.sage import drift
-from portal.models import InvoiceStatus, JobStatus, Provider, SyncState, utcnow
+from portal.models import InvoiceStatus, Job, JobStatus, Provider, SyncState, utcnow
 from tests import factories
 
 
@@ -198,3 +198,35 @@ def test_the_sage_one_aus_page_reads_its_active_jobs_from_the_partial_index(clie
         forced = statement.replace("FROM jobs", "FROM jobs INDEXED BY uq_jobs_one_active_per_branch_kind", 1)
         plan = db.session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + forced, parameters).all()
         assert "uq_jobs_one_active_per_branch_kind" in str(plan), plan
+
+
+def test_the_sage_pages_running_jobs_are_one_statement_in_kind_order_and_reconciled(app):
+    from portal.integrations.sage import pages
+    from tests.checklists.helpers import job
+
+    business = factories.business("Running Plans")
+    branch = business.branches[0]
+    lease = {"lease_expires_at": utcnow() + timedelta(hours=1)}
+    void = job(branch, "sage.void_invoice", JobStatus.RUNNING, **lease)
+    contacts = job(branch, "sage.sync_contacts", JobStatus.RUNNING, **lease)
+    # Its lease lapsed and no worker holds it: failed as it is read, so not shown as running.
+    dead = job(branch, "sage.sync_invoices", JobStatus.RUNNING, lease_expires_at=utcnow() - timedelta(minutes=5))
+    job(branch, "sage.sync_invoices", JobStatus.FINISHED)
+    branch_id, ids, dead_id = branch.id, [contacts.id, void.id], dead.id
+
+    sent = []
+
+    def record(conn, cursor, statement, *_):
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        running = [j.id for j in pages.running_jobs(branch_id)]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+    assert running == ids
+    assert db.session.get(Job, dead_id).status == JobStatus.FAILED
+    # One look for the branch's active jobs (the rest are the dead one's failing and reloads by id).
+    looks = [st for st in sent if st.lstrip().startswith("SELECT") and "status IN ('queued', 'running')" in st]
+    assert len(looks) == 1, sent
