@@ -36,6 +36,8 @@ class Job(db.Model):
         Index("ix_jobs_branch_kind_created", "branch_id", "kind", "created_at"),
         # A branch's (or business's) latest jobs of any kind, read newest first instead of sorted whole.
         Index("ix_jobs_branch_created", "branch_id", "created_at"),
+        # A branch's latest failed jobs (the support customer page), not every failed job there is.
+        Index("ix_jobs_branch_status_created", "branch_id", "status", "created_at"),
         # At most one queued or running job of a kind per branch, enforced by the database too.
         Index(
             "uq_jobs_one_active_per_branch_kind",

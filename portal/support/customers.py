@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import abort
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
@@ -60,9 +60,13 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
     # Many-to-one, so joined into the row's own statement: a separate select per relation would be
     # sent only when some row has one, and the page's statements would change with its history.
     job_options = (joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
-    failed_jobs = db.session.scalars(
+    # Each branch's latest failed jobs from the newest end of its (branch, status, created) index,
+    # then the latest of those: by status alone it read every failed job of every business.
+    latest_failed = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id, Job.status == JobStatus.FAILED)
+                                .order_by(Job.created_at.desc()).limit(10)) for branch_id in branch_ids]
+    failed_jobs = [] if not latest_failed else db.session.scalars(
         select(Job)
-        .where(Job.branch_id.in_(branch_ids), Job.status == JobStatus.FAILED)
+        .where(or_(*latest_failed))
         .order_by(Job.created_at.desc())
         .limit(10)
         .options(*job_options)
