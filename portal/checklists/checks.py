@@ -331,6 +331,7 @@ def _job_evidence(job: Job, prefix: str = "job") -> dict:
 
 
 @check("sync_jobs", {"failed": (f"{FOUND}: the last sync failed", BAD),
+                     "records_failed": (f"{FOUND}: the last sync finished, some records could not be sent", BAD),
                      "stuck": (f"{FOUND}: a sync is stuck", BAD),
                      PASS: (NOT_FOUND, GOOD),
                      "no_sync": (f"{NOT_FOUND}: no sync has run yet", NEUTRAL)})
@@ -354,7 +355,21 @@ def sync_jobs(ctx: CheckContext) -> CheckResult:
     evidence = _job_evidence(last, "last_job")
     if last.status == JobStatus.FAILED:
         return CheckResult("failed", f"The last sync failed: {last.error or 'no reason was recorded.'}", evidence)
+    failures = sync_failures(last)
+    if failures:
+        evidence["last_job_error"] = evidence.get("last_job_summary")
+        return CheckResult("records_failed", f"The last sync finished, but {failures} record"
+                                             f"{'' if failures == 1 else 's'} could not be sent: "
+                                             f"{evidence.get('last_job_summary') or 'see the branch page'}", evidence)
     return CheckResult(PASS, "The last sync finished.", evidence)
+
+
+def sync_failures(job: Job) -> int:
+    """How many records a finished sync could not send (its summary's count; 0 when it says none)."""
+    try:
+        return int((job.result or {}).get("failures") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 # --- scenario 2: the mass re-sync -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy import case, or_, select
 
 from portal import timefmt
 from portal.checklists import scenarios
-from portal.checklists.checks import STUCK_AFTER
+from portal.checklists.checks import STUCK_AFTER, sync_failures
 from portal.checklists.engine import Scenario
 from portal.extensions import db
 from portal.models import (
@@ -46,13 +46,13 @@ def _latest_jobs(branch_ids: list[int]) -> dict[int, list]:
     """The business's latest jobs, newest first, per branch: each branch's latest from the newest end
     of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
     read every job it ever ran). Rows of the columns the suggestions read, not whole jobs; only a
-    void's params and result are read (the others' are not looked at)."""
+    void's params and a void's or sync's result are read (a sync's for the records it could not send)."""
     latest = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id).order_by(Job.created_at.desc())
                          .limit(LATEST_JOBS)) for branch_id in branch_ids]
-    void = Job.kind.contains("void")
+    void, sync = Job.kind.contains("void"), Job.kind.contains("sync")
     rows = db.session.execute(
         select(Job.id, Job.branch_id, Job.kind, Job.status, Job.description, case((void, Job.params)).label("params"),
-               case((void, Job.result)).label("result"), Job.progress_done, Job.created_at)
+               case((or_(void, sync), Job.result)).label("result"), Job.progress_done, Job.created_at)
         .where(or_(*latest)).order_by(Job.created_at.desc()).limit(LATEST_JOBS)
     ).all()
     by_branch: dict[int, list] = {}
@@ -130,6 +130,10 @@ def for_business(business: Business) -> list[Suggestion]:
         elif not rate_limited and ((syncs and syncs[0].status == JobStatus.FAILED) or (
                 conn is not None and conn.last_sync_outcome == SyncOutcome.FAILED and not syncs)):
             add(scenarios.SYNC_FAILED_OR_STUCK, "The last sync failed.")
+        elif not rate_limited and syncs and syncs[0].status == JobStatus.FINISHED and sync_failures(syncs[0]):
+            failures = sync_failures(syncs[0])
+            add(scenarios.SYNC_FAILED_OR_STUCK, f"The last sync finished with {failures} "
+                                                f"record{'' if failures == 1 else 's'} it could not send.")
         for invoice_id in failed_voids[branch.id]:
             invoice = invoices.get((branch.id, invoice_id))
             if invoice is not None:

@@ -271,8 +271,9 @@ SYNC_FAILED_OR_STUCK = Scenario(
         Step("after_rerun", QUESTION, "Did the new run finish? (Run the checks again to see.)", choices=YES_NO,
              next={"yes": "fine", "no": "escalate"}),
         Step("customer_fix", OUTCOME, "The customer fixes the cause", outcome=CUSTOMER_ACTION,
-             message="Hello,\n\nThe last sync of {branch} stopped[[ with this message: “{last_job_error}”]]. Once "
-                     "the cause is fixed, run the sync again from the branch's page."),
+             message="Hello,\n\nThe last sync of {branch} didn't send everything[[ (it said: “{last_job_error}”)]]. "
+                     "The reason for each record is on the branch's page under “Waiting or failed”. Once the cause "
+                     "is fixed, run the sync again from there."),
         Step("wait", OUTCOME, "Wait for the rate limit", outcome=CUSTOMER_ACTION,
              message="Hello,\n\n{provider} is limiting requests for {branch}[[ until {rate_limited_until}]]; run the "
                      "sync again after the block lifts."),

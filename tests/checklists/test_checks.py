@@ -196,6 +196,22 @@ def test_sync_jobs_check_passes_after_a_finished_sync(business):
     assert _run("sync_jobs", _ctx(branch)).result == "pass"
 
 
+def test_a_finished_sync_that_could_not_send_records_is_not_called_healthy_and_is_suggested(business):
+    branch = business.branches[0]
+    factories.connection(branch, Provider.SAGE)
+    summary = "Sent 192 invoices to Sage: 0 created, 0 already there, 192 failed."
+    job(branch, "sage.sync_invoices", JobStatus.FINISHED, ended_at=utcnow(),
+        result={"summary": summary, "failures": 192})
+
+    found = _run("sync_jobs", _ctx(branch))
+
+    assert found.result == "records_failed" and "192 records could not be sent" in found.summary
+    assert found.evidence["last_job_error"] == summary
+    from portal.checklists import matching
+    reasons = [s.reason for s in matching.for_business(business) if s.scenario is scenarios.SYNC_FAILED_OR_STUCK]
+    assert reasons == ["The last sync finished with 192 records it could not send."]
+
+
 # --- scenario 4: voided but Sage still shows it ----------------------------------------------------
 
 
