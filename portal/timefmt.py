@@ -109,6 +109,8 @@ def _units(delta: timedelta) -> dict:
     # People count days up to two months ("in 31 days", the life of a Sage sign-in), not weeks.
     if _DAYS_FROM <= abs(delta) < _DAYS_UNTIL:
         return {"granularity": "day", "threshold": 10_000}
+    if abs(delta) < timedelta(hours=1):  # "2 minutes ago" from a minute on, never "110 seconds ago"
+        return {"threshold": 1}
     return {"threshold": _THRESHOLD}
 
 
