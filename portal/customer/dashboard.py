@@ -218,9 +218,9 @@ def _blocked(connection: Connection | None, state: CardState, jobs: list[Job], k
     blocked = {}
     for kind, _ in kinds:
         if kind in running:
-            blocked[kind] = "Running now: its progress is shown below."
+            blocked[kind] = "it is running now; its progress is shown below."
         elif state.tone in ("warn", "bad") and state.label != "Last sync failed":
-            blocked[kind] = f"{state.label}: {state.reason}"
+            blocked[kind] = state.reason  # the card's state says what it is; the button says why
     return blocked
 
 

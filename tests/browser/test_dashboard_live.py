@@ -35,7 +35,7 @@ def test_a_sync_from_the_card_runs_to_the_end_and_the_card_updates_without_a_rel
         sync.dblclick()  # disabled while its request runs: a double click queues one job
     assert started.value.status == 202
     expect(card.get_by_role("button", name="Sync contacts")).to_be_disabled()
-    expect(card.get_by_text("Sync contacts is off: Running now")).to_be_visible()
+    expect(card.get_by_text("Sync contacts is off: it is running now")).to_be_visible()
 
     contacts_line = card.locator(".last-sync").first
     expect(contacts_line).to_contain_text("Finished", timeout=30_000)
