@@ -170,6 +170,7 @@ class SageOneClient:
         self.known_company_ids = tuple(dict.fromkeys(int(c) for c in known_company_ids))
         self.timeout = INTERACTIVE_TIMEOUT if interactive else timeout
         self.on_wait = on_wait  # told when a request waits for Sage's limit (a run's progress)
+        self.requests_sent = 0  # every request sent, retries included (a run's estimate reads it)
         self._http = session or session_for(self.base_url)
 
     def __repr__(self) -> str:
@@ -210,6 +211,7 @@ class SageOneClient:
         attempts = _GET_ATTEMPTS if verb == "GET" and not self.interactive else 1
         for attempt in range(1, attempts + 1):
             ratelimit.acquire(self._buckets(), wait=not self.interactive, on_wait=self.on_wait)
+            self.requests_sent += 1
             try:
                 response = self._http.request(
                     verb, path, params=query, json=body, auth=self._auth, timeout=self.timeout,

@@ -295,6 +295,8 @@ def run_sync(branch_id: int, private_key: bytes, progress, actor_id: int | None 
     """Send the branch's pending customers, then its pending issued invoices; raises SyncStopped."""
     branch, connection, client = _client(branch_id, private_key)
     client.on_wait = getattr(progress, "waiting", None)  # "waiting for Sage One AUS's rate limit, resumes in …"
+    if hasattr(progress, "paced_by"):  # the first minute's burst must not promise that pace for the rest
+        progress.paced_by(ratelimit.slots_per_window(), ratelimit.WINDOW_SECONDS, lambda: client.requests_sent)
     contacts = db.session.scalars(
         db.select(Contact).where(Contact.branch_id == branch.id, Contact.kind == ContactKind.CUSTOMER,
                                  Contact.sync_state != SyncState.SYNCED).order_by(Contact.id)).all()

@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from portal import accounts, jobqueue, keys, timefmt
 from portal.extensions import db
+from portal.integrations.sage_one_aus import ratelimit
 from portal.integrations.sage_one_aus import sync as sage_one_sync
 from portal.models import (
     AuditEvent,
@@ -356,3 +357,20 @@ def test_a_reset_stops_jobs_with_the_reason_until_reauthenticated(connected, cli
     sync(client, connected.branch)
     assert "password was reset" in _flashes(client)
     assert len(_jobs()) == 1
+
+
+def test_a_runs_estimate_is_paced_by_sage_ones_limit_and_counts_every_request(connected, sandbox):
+    """The estimate must not promise the first minute's burst for the rest of a long run (jobs/runtime's
+    Progress.paced_by), so the run tells it Sage One's slots a minute and counts every request it sends."""
+    from jobs.runtime import Progress
+
+    _ledger(connected.branch, contacts=3, invoices=2)
+    private_key = keys.unwrap_private_key(connected.owner, factories.PASSWORD)
+    progress = Progress("not-an-rq-job")  # outside a worker: it keeps the figures, writes no meta
+    before = sandbox_requests(sandbox)
+
+    sage_one_sync.run_sync(connected.branch.id, private_key, progress)
+
+    per_window, window, requests_sent = progress._pace
+    assert (per_window, window) == (ratelimit.slots_per_window(), ratelimit.WINDOW_SECONDS)
+    assert requests_sent() == sandbox_requests(sandbox) - before > 0  # what Sage One AUS received
