@@ -3,6 +3,8 @@
 When it answers for a job that has ended, it also sends the htmx event `job-ended` (HX-Trigger)
 with the job, branch and kind, so every region that depends on the job re-fetches itself (the
 dashboard card, the branch pages' tables). The partial stops polling then, so each page hears it once.
+A sync button's answer sends `job-started` (`announce_start`), so the same regions show the new job
+at once (its button off, the queued row in the history).
 """
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ from portal.models import utcnow
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 JOB_ENDED = "job-ended"
+JOB_STARTED = "job-started"
+
+
+def announce_start(body, branch_id: int, status: int = 202):
+    """An htmx answer to a press that queued a job, telling the page's regions (`job-started`)."""
+    response = make_response(body, status)
+    response.headers["HX-Trigger"] = json.dumps({JOB_STARTED: {"branch_id": branch_id}})
+    return response
 
 
 def _progress(job) -> dict:

@@ -24,6 +24,8 @@ def sage_branch(app):
 def test_a_second_sync_while_one_runs_shows_the_409_with_the_running_jobs_progress(page, live_server, sage_branch):
     owner, branch = sage_branch
     sign_in(page, owner.email, factories.PASSWORD)
+    other_tab = page.context.new_page()  # opened before the sync starts: its button is still on
+    other_tab.goto(f"{live_server}/integrations/sage/branches/{branch.id}")
     page.goto(f"/integrations/sage/branches/{branch.id}")
     sync = page.get_by_role("button", name="Sync contacts")
     with page.expect_response(lambda r: "/sync/contacts" in r.url) as first:
@@ -32,14 +34,16 @@ def test_a_second_sync_while_one_runs_shows_the_409_with_the_running_jobs_progre
     running = page.locator("#running")
     expect(running.locator(".job")).to_have_count(1)
     expect(running).to_contain_text("Sync contacts to Sage")
-    expect(sync).to_be_enabled()
+    expect(page.get_by_role("button", name="Sync contacts")).to_be_disabled()  # job-started: off at once
+    expect(page.get_by_text("Sync contacts is off")).to_be_visible()
 
-    with page.expect_response(lambda r: "/sync/contacts" in r.url) as second:
-        sync.click()
+    with other_tab.expect_response(lambda r: "/sync/contacts" in r.url) as second:
+        other_tab.get_by_role("button", name="Sync contacts").click()
     assert second.value.status == 409
-    expect(running.get_by_role("alert")).to_contain_text("Already running. That is already running for this branch")
-    expect(running.locator(".job")).to_have_count(1)  # the running job's progress, shown once
-    expect(running.locator(".job")).to_contain_text("Waiting for a worker")
+    elsewhere = other_tab.locator("#running")
+    expect(elsewhere.get_by_role("alert")).to_contain_text("Already running. That is already running for this branch")
+    expect(elsewhere.locator(".job")).to_have_count(1)  # the running job's progress, shown once
+    expect(elsewhere.locator(".job")).to_contain_text("Waiting for a worker")
     assert db.session.scalar(db.select(db.func.count()).select_from(Job)) == 1
 
 

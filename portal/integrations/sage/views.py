@@ -30,6 +30,7 @@ from portal.integrations.sage import enqueue as sage_jobs
 from portal.integrations.sage import mapping as sage_mapping
 from portal.integrations.sage import pages, sync
 from portal.integrations.sage.client import SageError, SageNotFound
+from portal.job_views import announce_start
 from portal.jobqueue import JobAlreadyRunning, JobRefused
 from portal.models import InvoiceStatus, Provider
 from portal.voids import find_invoice_unscoped
@@ -346,7 +347,7 @@ def _start_job(branch, start):
         flash(str(refused), "error")
         return redirect(_page_url(branch.id))
     if request.htmx:
-        return _running(branch), 202
+        return announce_start(_running(branch), branch.id)
     flash(f"{job.description}: started. Its progress is shown below.", "success")
     return redirect(_page_url(branch.id))
 

@@ -28,6 +28,7 @@ from portal.integrations.sage_one_aus.errors import (
     SageOneLocked,
     SageOneRateLimited,
 )
+from portal.job_views import announce_start
 from portal.jobqueue import JobAlreadyRunning, JobRefused, active_job
 from portal.web import wants_fragment
 
@@ -211,7 +212,7 @@ def sync_now(branch_id: int):
         flash(str(exc), "error")
     else:
         if request.htmx:
-            return _running(branch), 202
+            return announce_start(_running(branch), branch.id)
         flash("Sync started. Progress shows below.", "success")
     return _to_page(branch.id)
 

@@ -55,5 +55,5 @@ def test_the_actions_are_read_again_when_a_job_ends_without_passing_that_on_to_t
     auth.login(owner)
     body = _page(client, branch)
     region = body.split('id="sage-actions"', 1)[1].split(">", 1)[0]
-    assert 'hx-trigger="job-ended from:body"' in region and 'hx-select="#sage-actions"' in region
+    assert 'hx-trigger="job-started from:body, job-ended from:body"' in region and 'hx-select="#sage-actions"' in region
     assert 'hx-disinherit="*"' in region

@@ -45,5 +45,5 @@ def test_the_actions_are_read_again_when_a_job_ends_without_passing_that_on_to_t
     auth.login(world.owner)
     body = _page(client, world)
     region = body.split('<div class="card-actions"', 1)[1].split(">", 1)[0]
-    assert 'id="sage-one-aus-actions"' in region and 'hx-trigger="job-ended from:body"' in region
+    assert 'id="sage-one-aus-actions"' in region and 'hx-trigger="job-started from:body, job-ended from:body"' in region
     assert 'hx-select="#sage-one-aus-actions"' in region and 'hx-disinherit="*"' in region
