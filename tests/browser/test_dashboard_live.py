@@ -66,6 +66,8 @@ def test_the_sage_page_regions_catch_up_when_a_sync_ends_without_a_reload(
     with page.expect_response(lambda r: "/sync/contacts" in r.url) as started:
         page.get_by_role("button", name="Sync contacts").click()
     assert started.value.status == 202
+    # At once (job-started), not only when it ends: the history lists the run.
+    expect(page.locator("#history")).to_contain_text("Sync contacts to Sage", timeout=5_000)
 
     expect(page.locator("#last-sync")).to_contain_text("3 synced · 0 pending · 0 failed", timeout=30_000)
     expect(page.locator("#last-sync")).to_contain_text("Sent 3 contacts to Sage: 3 created")
