@@ -17,6 +17,7 @@ _.trust_env, _.proxies, _.sort_keys, _.compact, _.daemon_threads, _.log_request
 # SQLAlchemy: a TypeDecorator's hooks, columns written by the database or read in templates.
 _.impl, _.cache_ok, _.process_bind_param, _.process_result_value
 _.updated_at, _.paused_at, _.synced_at, _.finished_by, _.last_login_at
+_.issued_at, _.refresh_expires_at  # the Sage page's token facts (pages.TokenHealth), read in its template
 
 # The `limits` storage calls these on the Sage One AUS limiter's storage.
 _.acquire_entry, _.get_moving_window

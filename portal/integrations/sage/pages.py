@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_
 from sqlalchemy.orm import joinedload
 
+from portal import timefmt
 from portal.extensions import db
 from portal.integrations.sage import sync
 from portal.jobqueue import active_jobs
@@ -43,41 +44,15 @@ class TokenHealth:
     first_authorized_at: datetime | None
     refresh_expires_at: datetime | None
 
-    @property
-    def age(self) -> str | None:
-        return describe_age(self.issued_at)
 
-    @property
-    def days_left(self) -> int | None:
-        if self.refresh_expires_at is None:
-            return None
-        return max(0, math.floor((self.refresh_expires_at - utcnow()).total_seconds() / 86400))
-
-
-def describe_age(moment: datetime | None) -> str | None:
-    """'just now', '4 minutes', '3 hours', '2 days' since `moment`."""
+def next_sync_words(moment: datetime | None) -> str | None:
+    """When the next scheduled sync is due, as the card and page say it: "in 12 minutes", or "within
+    a minute" once it is due (the scheduler's next tick starts it); None when it never is."""
     if moment is None:
         return None
-    seconds = max(0, int((utcnow() - moment).total_seconds()))
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return "less than a minute"
-
-
-def describe_until(moment: datetime | None) -> str | None:
-    """'in 12 minutes', 'in 3 hours', 'within a minute' until `moment` (None: never)."""
-    if moment is None:
-        return None
-    seconds = int((moment - utcnow()).total_seconds())
-    if seconds < 60:
+    if (moment - utcnow()).total_seconds() < 60:
         return "within a minute"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            n = round(seconds / size) if size > 60 else seconds // size
-            return f"in {n} {unit}{'s' if n != 1 else ''}"
-    return "within a minute"
+    return timefmt.ago(moment)
 
 
 def token_health(connection: Connection | None) -> TokenHealth | None:

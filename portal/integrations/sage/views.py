@@ -358,12 +358,6 @@ def _running(branch, title: str | None = None, message: str | None = None, level
                            notice=notice)
 
 
-@bp.app_template_global("sage_age")
-def _sage_age(moment):
-    """'4 minutes' since `moment` (token age on cards and pages)."""
-    return pages.describe_age(moment)
-
-
 @bp.app_template_global("sage_needs_business")
 def _sage_needs_business(connection) -> bool:
     """Signed in to Sage but no Sage business chosen yet (the card and page ask for the choice)."""
@@ -377,10 +371,5 @@ def _sage_schedule(connection) -> dict | None:
         return None
     every = connection.sync_every or sage_schedule.DEFAULT
     return {"every": every, "label": sage_schedule.LABELS[every], "choices": sage_schedule.LABELS,
-            "next": pages.describe_until(sage_schedule.next_sync_at(connection)), "note": connection.schedule_note}
+            "next": pages.next_sync_words(sage_schedule.next_sync_at(connection)), "note": connection.schedule_note}
 
-
-@bp.app_template_global("sage_days_left")
-def _sage_days_left(moment):
-    """Whole days until `moment` (re-authenticate within N days)."""
-    return pages.TokenHealth(None, None, moment).days_left
