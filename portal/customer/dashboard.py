@@ -9,19 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, or_, union_all
+from sqlalchemy import or_
 from sqlalchemy.orm import joinedload
 
-from portal import timefmt
+from portal import tallies, timefmt
 from portal.extensions import db
 from portal.models import (
     AuditEvent,
     Branch,
     Connection,
     ConnectionState,
-    Contact,
-    Invoice,
-    InvoiceStatus,
     Job,
     JobStatus,
     Provider,
@@ -176,38 +173,19 @@ def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
 
 def _open_rows(ids: list[int]) -> dict[int, tuple[int, int, tuple[str, int] | None]]:
     """Per branch: contacts and issued invoices pending, failed, and the most common failure reason of
-    both with how many have it. The counts come from the (branch, state, deleted, kind or status,
-    error) index alone, grouped per table; the reason is one statement that counts each table's
-    failed rows per reason in that index's order, adds the two and keeps each branch's first, so one
-    row per branch is read back however many distinct reasons there are (ties: the reason that
-    sorts first)."""
-    found: dict[int, list] = {}
-    failed = []
-    for model, where, in_order in ((Contact, (), Contact.kind),
-                                   (Invoice, (Invoice.status == InvoiceStatus.ISSUED,), Invoice.status)):
-        scope = (model.branch_id.in_(ids), model.deleted_at.is_(None), *where)
-        for branch_id, state, n in db.session.execute(
-            db.select(model.branch_id, model.sync_state, func.count())
-            .where(*scope, model.sync_state.in_((SyncState.PENDING, SyncState.FAILED)))
-            .group_by(model.branch_id, model.sync_state)
-        ):
-            found.setdefault(branch_id, [0, 0, None])[0 if SyncState(state) == SyncState.PENDING else 1] += n
-        failed.append(db.select(model.branch_id.label("branch_id"), model.sync_error.label("reason"),
-                                func.count().label("n"))
-                      .where(*scope, model.sync_state == SyncState.FAILED)
-                      .group_by(model.branch_id, in_order, model.sync_error))
-    per_table = union_all(*failed).subquery()
-    total = func.sum(per_table.c.n)
-    ranked = (
-        db.select(per_table.c.branch_id, per_table.c.reason, total.label("n"), func.row_number().over(
-            partition_by=per_table.c.branch_id,
-            order_by=(total.desc(), per_table.c.reason.is_(None), per_table.c.reason)).label("place"))
-        .group_by(per_table.c.branch_id, per_table.c.reason)
-    ).subquery()
-    for branch_id, reason, n in db.session.execute(
-            db.select(ranked.c.branch_id, ranked.c.reason, ranked.c.n).where(ranked.c.place == 1)):
-        found[branch_id][2] = (reason or "No reason was recorded.", int(n))
-    return {branch_id: tuple(entry) for branch_id, entry in found.items()}
+    both with how many have it, from the tallies the database keeps (two small statements however
+    many records the branches hold)."""
+    found: dict[int, tuple[int, int, tuple[str, int] | None]] = {}
+    per_record = [tallies.state_counts(ids, record, categories) for record, categories in tallies.SHOWN]
+    reasons = tallies.top_failures(ids)
+    for branch_id in ids:
+        pending = sum(counts[branch_id][SyncState.PENDING.value] for counts in per_record)
+        failed = sum(counts[branch_id][SyncState.FAILED.value] for counts in per_record)
+        top = reasons.get(branch_id)
+        if pending or failed:
+            found[branch_id] = (pending, failed,
+                                (top[0] or "No reason was recorded.", top[1]) if top else None)
+    return found
 
 
 def _blocked(connection: Connection | None, state: CardState, jobs: list[Job], kinds) -> dict[str, str]:

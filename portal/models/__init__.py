@@ -17,12 +17,15 @@ from portal.models.ledger import (
 )
 from portal.models.notifications import Notification
 from portal.models.sage_mappings import SageAccountMapping
+from portal.models.tallies import FailureTally, RecordTally
 
 __all__ = [
     "ACTIVE_STATUSES",
     "AuditEvent",
     "AuditLogIsAppendOnly",
     "Notification",
+    "FailureTally",
+    "RecordTally",
     "Branch",
     "ChecklistRun",
     "ChecklistStepResult",

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_
 from sqlalchemy.orm import joinedload
 
-from portal import timefmt
+from portal import tallies, timefmt
 from portal.extensions import db
 from portal.integrations.sage import sync
 from portal.jobqueue import active_jobs
@@ -32,6 +32,7 @@ PAGE_SIZE = 25
 SAGE_KINDS = (sync.KIND_CONTACTS, sync.KIND_INVOICES, sync.KIND_VOID)
 KIND_LABELS = {sync.KIND_CONTACTS: "Contact sync", sync.KIND_INVOICES: "Invoice sync", sync.KIND_VOID: "Void"}
 RECORD_KINDS = {"contacts": Contact, "invoices": Invoice}
+RECORD_TALLIES = {"contacts": tallies.CONTACTS, "invoices": tallies.ISSUED_INVOICES}  # what each kind counts
 RECORD_STATES = {"failed": (SyncState.FAILED,), "pending": (SyncState.PENDING,),
                  "open": (SyncState.PENDING, SyncState.FAILED)}
 
@@ -97,17 +98,9 @@ def job_history(branch_id: int, limit: int = 20) -> list[Job]:
 
 
 def record_counts(branch_id: int) -> dict[str, dict[str, int]]:
-    """Counts of each sync state, for contacts and for issued invoices."""
-    counts: dict[str, dict[str, int]] = {}
-    for name, model in RECORD_KINDS.items():
-        query = db.select(model.sync_state, func.count()).where(model.branch_id == branch_id,
-                                                                 model.deleted_at.is_(None))
-        if model is Invoice:
-            query = query.where(Invoice.status == InvoiceStatus.ISSUED)
-        counts[name] = {state.value: 0 for state in SyncState}
-        for state, n in db.session.execute(query.group_by(model.sync_state)):
-            counts[name][SyncState(state).value] = n
-    return counts
+    """Counts of each sync state, for contacts and for issued invoices (from the kept tallies)."""
+    return {name: tallies.state_counts([branch_id], record, categories)[branch_id]
+            for name, (record, categories) in RECORD_TALLIES.items()}
 
 
 @dataclass
@@ -134,7 +127,12 @@ def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -
         needle = f"%{q}%"
         where.append(or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
                      else Invoice.number.ilike(needle))
-    total = db.session.scalar(db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))) or 0
+    if q:
+        total = db.session.scalar(
+            db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))) or 0
+    else:  # the whole state, as the tallies hold it
+        record, categories = RECORD_TALLIES[kind]
+        total = tallies.total(branch_id, record, categories, [s.value for s in RECORD_STATES[state]])
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page), pages)
     query = db.select(model).where(*where).order_by(model.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
@@ -149,9 +147,13 @@ def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage
     q = (q or "").strip()[:100]
     if q:
         where.append(Invoice.number.ilike(f"%{q}%"))
-    total = db.session.scalar(
-        db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
-    ) or 0
+    if q:
+        total = db.session.scalar(
+            db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
+        ) or 0
+    else:  # every invoice in Sage and not void, deleted or not, as the tallies hold them
+        total = tallies.total(branch_id, "invoice", tallies.NOT_VOID, [s.value for s in SyncState],
+                              deleted=None, in_sage=True)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page), pages)
     rows = db.session.scalars(

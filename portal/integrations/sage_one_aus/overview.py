@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import case, func, or_
 from sqlalchemy.orm import joinedload
 
+from portal import tallies
 from portal.extensions import db
 from portal.integrations.sage_one_aus import client, credentials, ratelimit, sync
 from portal.models import (
@@ -65,12 +66,8 @@ def _invoice_scope(branch) -> tuple:
     return Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED
 
 
-def _counts(model, *criteria) -> dict:
-    rows = db.session.execute(
-        db.select(model.sync_state, func.count()).where(*criteria).group_by(model.sync_state)
-    ).all()
-    found = {state.value if hasattr(state, "value") else state: n for state, n in rows}
-    return {s.value: found.get(s.value, 0) for s in SyncState}
+# What each kind counts in the kept tallies (portal/tallies.py): the scopes above, deleted rows left out.
+TALLIES = {"customers": ("contact", (ContactKind.CUSTOMER.value,)), "invoices": tallies.ISSUED_INVOICES}
 
 
 def branch_overview(branch) -> Overview:
@@ -80,8 +77,8 @@ def branch_overview(branch) -> Overview:
     if connection is not None and connection.provider != Provider.SAGE_ONE_AUS:
         other, connection = (connection if connection.is_active else None), None
     overview = Overview(branch=branch, connection=connection, other_provider=other)
-    overview.counts = {"contacts": _counts(Contact, *_contact_scope(branch)),
-                       "invoices": _counts(Invoice, *_invoice_scope(branch))}
+    overview.counts = {"contacts": tallies.state_counts([branch.id], *TALLIES["customers"])[branch.id],
+                       "invoices": tallies.state_counts([branch.id], *TALLIES["invoices"])[branch.id]}
     # Voids reach soft-deleted invoices too (the void is unscoped), so they are listed here.
     overview.voidable = db.session.scalars(
         unscoped(Invoice).where(Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED,
@@ -174,7 +171,10 @@ def records(branch, kind: str | None, state: str | None, q: str | None = "", pag
             named = db.select(Contact.id).where(Contact.branch_id == branch.id,
                                                 Contact.name.ilike(needle, escape="\\"))
             where.append(or_(Invoice.number.ilike(needle, escape="\\"), Invoice.contact_id.in_(named)))
-    total = db.session.scalar(db.select(func.count()).select_from(model).where(*where)) or 0
+    if q:
+        total = db.session.scalar(db.select(func.count()).select_from(model).where(*where)) or 0
+    else:  # the whole state, as the tallies hold it
+        total = tallies.total(branch.id, *TALLIES[kind], [s.value for s in RECORD_STATES[state]])
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page or 1), pages)
     query = (db.select(model).where(*where)
