@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import Config, engine_options, load_config
 
@@ -33,6 +34,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
             app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
             if "SQLALCHEMY_ENGINE_OPTIONS" not in config:
                 app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        # Throttles, audit and /metrics judge the address the trusted proxies saw, and only what they
+        # appended counts: an entry a client wrote further left is never believed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=0, x_prefix=0)
 
     Path(app.instance_path).mkdir(exist_ok=True)
     from portal import log_safety  # first, so no log line of the app ever holds a password

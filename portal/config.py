@@ -87,6 +87,9 @@ class Config:
     DEV_MAILBOX: str | None = None
     # Strict-Transport-Security max-age, sent in production only.
     HSTS_SECONDS = 31536000
+    # How many proxies in front of gunicorn append X-Forwarded-For/-Proto/-Host (the TLS proxy: 1).
+    # Only that many right-most entries are believed; 0 believes none (nothing in front is trusted).
+    PROXY_HOPS = 0
 
     # Login password hashing (werkzeug notation; scrypt with n=2**15 by default).
     PASSWORD_HASH_METHOD = "scrypt"
@@ -110,7 +113,12 @@ class Config:
     def __init__(self) -> None:
         for name in dir(self):
             if name.isupper() and f"PORTAL_{name}" in os.environ:
-                setattr(self, name, _cast(getattr(self, name), os.environ[f"PORTAL_{name}"]))
+                raw = os.environ[f"PORTAL_{name}"]
+                try:
+                    setattr(self, name, _cast(getattr(self, name), raw))
+                except ValueError as exc:
+                    kind = "an integer" if isinstance(getattr(self, name), int) else "a number"
+                    raise ConfigError(f"PORTAL_{name} must be {kind}, not {raw!r}") from exc
 
     def as_flask_config(self) -> dict:
         """Everything Flask and its extensions need, derived from the settings above."""
@@ -131,7 +139,10 @@ class Config:
         return values
 
     def validate(self) -> None:
-        """Raise ConfigError when a secret is missing or malformed."""
+        """Raise ConfigError when a secret is missing or malformed, or a setting is out of range."""
+        if self.PROXY_HOPS < 0:
+            raise ConfigError("PORTAL_PROXY_HOPS must be 0 (no proxy trusted) or the number of "
+                              "proxies in front of the portal")
         if not self.SECRET_KEY:
             raise ConfigError("PORTAL_SECRET_KEY must be set")
         if self.ENV_NAME == "production":
