@@ -8,7 +8,10 @@ _ = object()
 
 # gunicorn reads gunicorn.conf.py's names; Flask-Login, requests, json and socketserver read these.
 _.worker_class, _.logger_class, _.GunicornLogger
-_.child_exit, _.on_starting, _.logconfig_dict  # gunicorn: the metrics hooks and the log configuration
+_.child_exit, _.on_starting, _.post_worker_init, _.logconfig_dict  # gunicorn: hooks and the log configuration
+
+# Migration 0019 creates and drops the record tallies' triggers with these (migrations/ is not scanned).
+_.trigger_ddl, _.drop_ddl
 _.collect  # prometheus-client calls a custom collector's collect() at each scrape
 _.metrics_started  # flask.g, read back by name
 _.login_view, _.login_message, _.login_message_category, _.session_protection, _.permanent

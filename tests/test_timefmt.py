@@ -20,6 +20,20 @@ def test_one_format_in_the_zone_asked():
     assert timefmt.clock(MOMENT, PERTH) == "4:15 pm"
 
 
+def test_when_and_day_write_what_babels_pattern_writes_at_every_hour_of_every_month():
+    from babel.dates import format_date, format_datetime
+
+    for month in range(1, 13):
+        for hour in range(24):
+            moment = datetime(2026, month, 1 + (hour % 28), hour, (7 * hour) % 60, tzinfo=UTC)
+            for zone in (SYDNEY, PERTH, ZoneInfo("UTC")):
+                local = moment.astimezone(zone)
+                assert timefmt.when(moment, zone) == format_datetime(local, "d MMM y, h:mm a", locale="en_AU")
+                assert timefmt.day(moment, zone) == format_date(local.date(), "d MMM y", locale="en_AU")
+    assert timefmt.when(datetime(2026, 9, 2, 0, 5, tzinfo=UTC), ZoneInfo("UTC")) == "2 Sept 2026, 12:05 am"
+    assert timefmt.when(datetime(2026, 9, 2, 12, 0, tzinfo=UTC), ZoneInfo("UTC")) == "2 Sept 2026, 12:00 pm"
+
+
 def test_durations_read_like_a_person_talks():
     now = MOMENT
     assert timefmt.ago(now + timedelta(days=31), now) == "in 31 days"

@@ -38,7 +38,6 @@ class AuditEvent(db.Model):
     details: Mapped[dict] = mapped_column(JSON, default=dict)
 
     actor = relationship("User", foreign_keys=[actor_id])
-    subject_user = relationship("User", foreign_keys=[subject_user_id])
     branch = relationship("Branch")
 
 
