@@ -17,13 +17,13 @@ from portal.models import (
     Business,
     ChecklistRun,
     ConnectionState,
-    Job,
     JobStatus,
     Provider,
     RunStatus,
     SyncOutcome,
     utcnow,
 )
+from portal.models.jobs import latest_per_branch
 from portal.voids import find_invoices_unscoped
 
 RECENT_VOIDS = timedelta(days=30)
@@ -47,13 +47,12 @@ def _latest_jobs(branch_ids: list[int]) -> dict[int, list]:
     of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
     read every job it ever ran). Rows of the columns the suggestions read, not whole jobs; only a
     void's params and a void's or sync's result are read (a sync's for the records it could not send)."""
-    latest = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id).order_by(Job.created_at.desc())
-                         .limit(LATEST_JOBS)) for branch_id in branch_ids]
-    void, sync = Job.kind.contains("void"), Job.kind.contains("sync")
+    job = latest_per_branch(branch_ids, LATEST_JOBS)
+    void, sync = job.kind.contains("void"), job.kind.contains("sync")
     rows = db.session.execute(
-        select(Job.id, Job.branch_id, Job.kind, Job.status, Job.description, case((void, Job.params)).label("params"),
-               case((or_(void, sync), Job.result)).label("result"), Job.progress_done, Job.created_at)
-        .where(or_(*latest)).order_by(Job.created_at.desc()).limit(LATEST_JOBS)
+        select(job.id, job.branch_id, job.kind, job.status, job.description, case((void, job.params)).label("params"),
+               case((or_(void, sync), job.result)).label("result"), job.progress_done, job.created_at)
+        .order_by(job.created_at.desc()).limit(LATEST_JOBS)
     ).all()
     by_branch: dict[int, list] = {}
     for job in rows:

@@ -93,3 +93,21 @@ class Job(db.Model):
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.status.value}>"
+
+
+def latest_per_branch(branch_ids, limit: int, *criteria):
+    """Job, aliased over each branch's latest `limit` jobs meeting `criteria` (newest first by
+    `created_at`), for a select that orders and limits them again across the branches.
+
+    Each branch's part reads the newest end of its (branch, …, created) index and stops after
+    `limit` rows; the parts are joined by UNION ALL. `id IN (each branch's latest) OR …` found the
+    same rows, but PostgreSQL plans that OR as a scan of every job there is. `branch_ids` must not
+    be empty.
+    """
+    from sqlalchemy import select, union_all
+    from sqlalchemy.orm import aliased
+
+    # Each part a subquery of its own: SQLite takes ORDER BY and LIMIT in a compound's part only so.
+    parts = [select(Job).where(Job.branch_id == branch_id, *criteria).order_by(Job.created_at.desc())
+             .limit(limit).subquery().select() for branch_id in branch_ids]
+    return aliased(Job, union_all(*parts).subquery("latest_jobs"))

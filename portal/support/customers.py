@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import abort
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
 from portal.ids import form_id
 from portal.models import Branch, Business, Job, JobStatus, PuppetSession, Role, User, utcnow
+from portal.models.jobs import latest_per_branch
 from portal.support import health, timeline
 from portal.support.search import BranchResult
 
@@ -62,14 +63,10 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
     job_options = (joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
     # Each branch's latest failed jobs from the newest end of its (branch, status, created) index,
     # then the latest of those: by status alone it read every failed job of every business.
-    latest_failed = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id, Job.status == JobStatus.FAILED)
-                                .order_by(Job.created_at.desc()).limit(10)) for branch_id in branch_ids]
-    failed_jobs = [] if not latest_failed else db.session.scalars(
-        select(Job)
-        .where(or_(*latest_failed))
-        .order_by(Job.created_at.desc())
-        .limit(10)
-        .options(*job_options)
+    failed = latest_per_branch(branch_ids, 10, Job.status == JobStatus.FAILED) if branch_ids else None
+    failed_jobs = [] if failed is None else db.session.scalars(
+        select(failed).order_by(failed.created_at.desc()).limit(10)
+        .options(joinedload(failed.branch), joinedload(failed.requested_by), joinedload(failed.puppeteer))
     ).all()
     active_jobs = db.session.scalars(
         select(Job)

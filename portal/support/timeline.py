@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
-from portal.models import AuditEvent, Branch, Job, JobStatus, User
+from portal.models import AuditEvent, Branch, JobStatus, User
+from portal.models.jobs import latest_per_branch
 
 CATEGORIES = {
     "connection": "Connection",
@@ -108,17 +109,15 @@ def _jobs(branch_ids: list[int], limit: int) -> list:
     if not branch_ids:
         return []
     requester, puppeteer = aliased(User), aliased(User)
-    latest = [Job.id.in_(select(Job.id).where(Job.branch_id == branch_id).order_by(Job.created_at.desc())
-                         .limit(limit)) for branch_id in branch_ids]
+    job = latest_per_branch(branch_ids, limit)
     return db.session.execute(
-        select(Job.kind, Job.status, Job.description, Job.error, Job.result["summary"].as_string().label("summary"),
-               Job.created_at, Job.started_at, Job.ended_at, Branch.name.label("branch_name"),
+        select(job.kind, job.status, job.description, job.error, job.result["summary"].as_string().label("summary"),
+               job.created_at, job.started_at, job.ended_at, Branch.name.label("branch_name"),
                requester.email.label("requested_by"), puppeteer.email.label("puppeteer"))
-        .outerjoin(Branch, Branch.id == Job.branch_id)
-        .outerjoin(requester, requester.id == Job.requested_by_id)
-        .outerjoin(puppeteer, puppeteer.id == Job.puppeteer_id)
-        .where(or_(*latest))
-        .order_by(Job.created_at.desc())
+        .outerjoin(Branch, Branch.id == job.branch_id)
+        .outerjoin(requester, requester.id == job.requested_by_id)
+        .outerjoin(puppeteer, puppeteer.id == job.puppeteer_id)
+        .order_by(job.created_at.desc())
         .limit(limit)
     ).all()
 
