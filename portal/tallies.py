@@ -1,14 +1,18 @@
 """What the pages count of a branch's records, read from the tallies the database keeps
 (portal/models/tallies.py) instead of counted from the rows on every view.
 
-Each function is one small statement over a few dozen tally rows per branch, whatever the number of
-records; what it returns is exactly what counting the rows would (tests/test_record_tallies.py).
+A branch's tally rows (a few dozen, whatever the number of records) are read in one statement the
+first time a request asks about the branch and answer the page's other questions from memory; any
+write in the request forgets them. What the functions return is exactly what counting the rows
+would (tests/test_record_tallies.py).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func
+from flask import g, has_request_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import ContactKind, InvoiceStatus, SyncState
@@ -22,8 +26,35 @@ CONTACTS, ISSUED_INVOICES = ("contact", CONTACT_KINDS), ("invoice", ISSUED)
 SHOWN = (CONTACTS, ISSUED_INVOICES)
 
 
-def _scope(record: str, categories: Iterable[str]):
-    return (RecordTally.record == record, RecordTally.category.in_(tuple(categories)))
+def _rows(branch_ids: list[int]) -> dict[int, list]:
+    """Every tally row with records of these branches, per branch: read once per request."""
+    known = g.setdefault("record_tallies", {}) if has_request_context() else {}
+    missing = [branch_id for branch_id in dict.fromkeys(branch_ids) if branch_id not in known]
+    if missing:
+        for branch_id in missing:
+            known[branch_id] = []
+        for row in db.session.execute(
+                db.select(RecordTally.branch_id, RecordTally.record, RecordTally.category, RecordTally.sync_state,
+                          RecordTally.deleted, RecordTally.in_sage, RecordTally.n)
+                .where(RecordTally.branch_id.in_(missing), RecordTally.n > 0)):
+            known[row.branch_id].append(row)
+    return {branch_id: known[branch_id] for branch_id in branch_ids}
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_after_flush(session, flush_context) -> None:
+    _forget()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_after_write(state) -> None:
+    if not state.is_select:
+        _forget()
+
+
+def _forget() -> None:
+    if has_request_context():
+        g.pop("record_tallies", None)
 
 
 def state_counts(branch_ids: list[int], record: str, categories: Iterable[str], *,
@@ -31,16 +62,14 @@ def state_counts(branch_ids: list[int], record: str, categories: Iterable[str], 
     """Per branch in `branch_ids`, how many of its `record`s ("contact" or "invoice") of these categories
     (contact kinds, invoice statuses) are in each sync state: every state is named, 0 when none.
     `deleted`: False counts rows not deleted, True deleted ones, None both; `in_sage` likewise."""
-    where = [RecordTally.branch_id.in_(branch_ids), *_scope(record, categories), RecordTally.n > 0]
-    if deleted is not None:
-        where.append(RecordTally.deleted.is_(deleted))
-    if in_sage is not None:
-        where.append(RecordTally.in_sage.is_(in_sage))
-    found = {branch_id: {state.value: 0 for state in SyncState} for branch_id in branch_ids}
-    for branch_id, state, n in db.session.execute(
-            db.select(RecordTally.branch_id, RecordTally.sync_state, func.sum(RecordTally.n))
-            .where(*where).group_by(RecordTally.branch_id, RecordTally.sync_state)):
-        found[branch_id][state] = int(n)
+    categories = set(categories)
+    found = {}
+    for branch_id, rows in _rows(branch_ids).items():
+        counts = found[branch_id] = {state.value: 0 for state in SyncState}
+        for row in rows:
+            if row.record == record and row.category in categories \
+                    and deleted in (None, bool(row.deleted)) and in_sage in (None, bool(row.in_sage)):
+                counts[row.sync_state] += row.n
     return found
 
 
@@ -60,7 +89,7 @@ def top_failures(branch_ids: list[int], scopes=SHOWN) -> dict[int, tuple[str | N
     in_scope = db.or_(*(db.and_(FailureTally.record == record, FailureTally.category.in_(tuple(categories)))
                         for record, categories in scopes))
     rows = db.session.execute(
-        db.select(FailureTally.branch_id, FailureTally.reason, func.sum(FailureTally.n))
+        db.select(FailureTally.branch_id, FailureTally.reason, db.func.sum(FailureTally.n))
         .where(FailureTally.branch_id.in_(branch_ids), in_scope, FailureTally.n > 0)
         .group_by(FailureTally.branch_id, FailureTally.reason)
     ).all()

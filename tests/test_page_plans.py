@@ -259,3 +259,19 @@ def test_the_support_customer_pages_failed_jobs_are_each_branchs_latest_from_an_
     if db.engine.dialect.name == "sqlite":  # not every failed job of every business
         failed_plan = next(plan for plan in found_plans if "ix_jobs_branch_status_created" in plan)
         assert "ix_jobs_status " not in failed_plan, failed_plan
+
+
+def test_the_dashboards_changes_by_support_read_the_partial_index_of_puppet_session_events(app):
+    from portal import audit
+
+    business = factories.business("Puppet Change Plans")
+    for n in range(30):  # the business's own events: none made in a puppet session
+        audit.record("sage.synced", summary=f"Synced ({n})", business_id=business.id)
+    db.session.commit()
+
+    business_id = business.id
+    found, found_plans = plans(lambda: dashboard.puppet_writes(business_id))
+    plan = next(plan for plan in found_plans if "audit_events" in plan)
+
+    assert found == []
+    assert "ix_audit_business_puppet_time" in plan, plan

@@ -180,3 +180,31 @@ def test_the_pages_counts_follow_a_change_at_once(app, client, auth):
     assert "Most often (1): The email address is not valid in Sage." in dashboard
     page = client.get(f"/integrations/sage/branches/{branch.id}").get_data(as_text=True)
     assert "The email address is not valid in Sage." in page
+
+
+def test_a_request_reads_a_branchs_tallies_once_and_forgets_them_at_any_write(app):
+    sydney, newcastle, contacts, _ = _ledger()
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context():
+            first = tallies.state_counts([sydney.id, newcastle.id], *tallies.CONTACTS)
+            tallies.total(sydney.id, *tallies.ISSUED_INVOICES, ["pending"])
+            tallies.state_counts([newcastle.id], *tallies.CONTACTS)
+            assert len([s for s in statements if "record_tallies" in s]) == 1
+            contacts[0].mark_failed("Sage answered 500.")
+            db.session.flush()  # an ORM write
+            assert tallies.state_counts([sydney.id], *tallies.CONTACTS)[sydney.id]["failed"] == \
+                first[sydney.id]["failed"] + 1
+            db.session.execute(sa.update(Contact).where(Contact.branch_id == newcastle.id)
+                               .values(sync_state=SyncState.SYNCED))  # a bulk write the flush never sees
+            assert tallies.state_counts([newcastle.id], *tallies.CONTACTS)[newcastle.id] == \
+                {"pending": 0, "synced": 2, "failed": 0}
+            assert len([s for s in statements if "record_tallies" in s]) == 3
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+        db.session.rollback()

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import tallies, timefmt
 from portal.extensions import db
@@ -182,5 +183,8 @@ def needs_business_choice(connection: Connection | None) -> bool:
 
 
 def branch_connection(branch: Branch) -> Connection | None:
-    """The branch's connection (any provider)."""
-    return db.session.scalar(db.select(Connection).where(Connection.branch_id == branch.id))
+    """The branch's connection (any provider), also kept as `branch.connection` so the templates
+    that read it there do not load it a second time."""
+    connection = db.session.scalar(db.select(Connection).where(Connection.branch_id == branch.id))
+    set_committed_value(branch, "connection", connection)
+    return connection

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from limits import parse
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import audit, keys, timefmt
 from portal.extensions import db, get_redis
@@ -83,8 +84,11 @@ class PendingConnect:
 
 
 def connection_of(branch) -> Connection | None:
-    """The branch's connection row (any provider, any state)."""
-    return db.session.scalar(db.select(Connection).where(Connection.branch_id == branch.id))
+    """The branch's connection row (any provider, any state), also kept as `branch.connection` so
+    the templates that read it there do not load it a second time."""
+    connection = db.session.scalar(db.select(Connection).where(Connection.branch_id == branch.id))
+    set_committed_value(branch, "connection", connection)
+    return connection
 
 
 def active_connection(branch) -> Connection | None:
