@@ -1,6 +1,7 @@
 """Which scenarios match a customer's current state (the console suggests them)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from portal.models import (
     SyncOutcome,
     utcnow,
 )
-from portal.models.jobs import latest_per_branch
+from portal.models.jobs import latest_per_branch, per_branch_params
 from portal.voids import find_invoices_unscoped
 
 RECENT_VOIDS = timedelta(days=30)
@@ -42,18 +43,25 @@ class Suggestion:
 LATEST_JOBS = 200  # the business's latest jobs the suggestions look at
 
 
+@functools.lru_cache(maxsize=16)
+def _latest_jobs_statement(branch_count: int):
+    job = latest_per_branch(branch_count)
+    void, sync = job.kind.contains("void"), job.kind.contains("sync")
+    return (
+        select(job.id, job.branch_id, job.kind, job.status, job.description, case((void, job.params)).label("params"),
+               case((or_(void, sync), job.result)).label("result"), job.progress_done, job.created_at)
+        .order_by(job.created_at.desc()).limit(LATEST_JOBS)
+    )
+
+
 def _latest_jobs(branch_ids: list[int]) -> dict[int, list]:
     """The business's latest jobs, newest first, per branch: each branch's latest from the newest end
     of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
     read every job it ever ran). Rows of the columns the suggestions read, not whole jobs; only a
-    void's params and a void's or sync's result are read (a sync's for the records it could not send)."""
-    job = latest_per_branch(branch_ids, LATEST_JOBS)
-    void, sync = job.kind.contains("void"), job.kind.contains("sync")
-    rows = db.session.execute(
-        select(job.id, job.branch_id, job.kind, job.status, job.description, case((void, job.params)).label("params"),
-               case((or_(void, sync), job.result)).label("result"), job.progress_done, job.created_at)
-        .order_by(job.created_at.desc()).limit(LATEST_JOBS)
-    ).all()
+    void's params and a void's or sync's result are read (a sync's for the records it could not send).
+    The statement is built once per number of branches."""
+    rows = db.session.execute(_latest_jobs_statement(len(branch_ids)),
+                              per_branch_params(branch_ids, LATEST_JOBS)).all()
     by_branch: dict[int, list] = {}
     for job in rows:
         by_branch.setdefault(job.branch_id, []).append(job)

@@ -6,6 +6,7 @@ with ``.execution_options(include_deleted=True)`` (see ``unscoped``).
 """
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Enum, event, select
@@ -59,6 +60,21 @@ def unscoped(model):
     return select(model).execution_options(include_deleted=True)
 
 
+# Each statement with the soft-delete criteria added, kept while the statement lives: a statement
+# built once and run at every request (a page's prebuilt query) is wrapped once, so SQLAlchemy's
+# cache key, memoised on the wrapped statement, is not worked out again at every execution.
+_SCOPED = weakref.WeakKeyDictionary()
+
+
+def _scoped(statement):
+    wrapped = _SCOPED.get(statement)
+    if wrapped is None:
+        wrapped = _SCOPED[statement] = statement.options(
+            with_loader_criteria(SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True)
+        )
+    return wrapped
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _hide_soft_deleted(state: ORMExecuteState) -> None:
     if (
@@ -67,8 +83,4 @@ def _hide_soft_deleted(state: ORMExecuteState) -> None:
         and not state.is_relationship_load
         and not state.execution_options.get("include_deleted", False)
     ):
-        state.statement = state.statement.options(
-            with_loader_criteria(
-                SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True
-            )
-        )
+        state.statement = _scoped(state.statement)

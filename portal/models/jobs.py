@@ -95,19 +95,26 @@ class Job(db.Model):
         return f"<Job {self.id} {self.kind} {self.status.value}>"
 
 
-def latest_per_branch(branch_ids, limit: int, *criteria):
-    """Job, aliased over each branch's latest `limit` jobs meeting `criteria` (newest first by
-    `created_at`), for a select that orders and limits them again across the branches.
+def latest_per_branch(branch_count: int, *criteria):
+    """Job, aliased over each of `branch_count` branches' latest jobs meeting `criteria`, newest first
+    by `created_at`, for a statement that orders and limits them again across the branches; run it
+    with `per_branch_params(branch_ids, limit)`.
 
-    Each branch's part reads the newest end of its (branch, …, created) index and stops after
-    `limit` rows; the parts are joined by UNION ALL. `id IN (each branch's latest) OR …` found the
-    same rows, but PostgreSQL plans that OR as a scan of every job there is. `branch_ids` must not
-    be empty.
+    Each branch's part reads the newest end of its (branch, …, created) index and stops after the
+    limit; the parts are joined by UNION ALL. `id IN (each branch's latest) OR …` found the same
+    rows, but PostgreSQL plans that OR as a scan of every job there is. The branches and the limit
+    are parameters, so a caller builds its statement once per number of branches (it is large, and
+    SQLAlchemy would work out its cache key again for every new copy).
     """
-    from sqlalchemy import select, union_all
+    from sqlalchemy import bindparam, select, union_all
     from sqlalchemy.orm import aliased
 
     # Each part a subquery of its own: SQLite takes ORDER BY and LIMIT in a compound's part only so.
-    parts = [select(Job).where(Job.branch_id == branch_id, *criteria).order_by(Job.created_at.desc())
-             .limit(limit).subquery().select() for branch_id in branch_ids]
+    parts = [select(Job).where(Job.branch_id == bindparam(f"branch_{n}"), *criteria).order_by(Job.created_at.desc())
+             .limit(bindparam("per_branch")).subquery().select() for n in range(branch_count)]
     return aliased(Job, union_all(*parts).subquery("latest_jobs"))
+
+
+def per_branch_params(branch_ids, limit: int) -> dict:
+    """The parameters of a `latest_per_branch` statement for these branches."""
+    return {"per_branch": limit, **{f"branch_{n}": branch_id for n, branch_id in enumerate(branch_ids)}}

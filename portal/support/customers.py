@@ -1,6 +1,7 @@
 """Everything the console's customer page shows about one business."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from flask import abort
@@ -10,7 +11,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.extensions import db
 from portal.ids import form_id
 from portal.models import Branch, Business, Job, JobStatus, PuppetSession, Role, User, utcnow
-from portal.models.jobs import latest_per_branch
+from portal.models.jobs import latest_per_branch, per_branch_params
 from portal.support import health, timeline
 from portal.support.search import BranchResult
 
@@ -44,6 +45,19 @@ def customer_user_or_404(business: Business, user_id) -> User:
     return user
 
 
+FAILED_SHOWN = 10  # the business's latest failed jobs the page lists
+
+
+@functools.lru_cache(maxsize=16)
+def _failed_jobs_statement(branch_count: int):
+    """Each branch's latest failed jobs from the newest end of its (branch, status, created) index,
+    then the latest of those (by status alone it read every failed job of every business); built
+    once per number of branches."""
+    failed = latest_per_branch(branch_count, Job.status == JobStatus.FAILED)
+    return (select(failed).order_by(failed.created_at.desc()).limit(FAILED_SHOWN)
+            .options(joinedload(failed.branch), joinedload(failed.requested_by), joinedload(failed.puppeteer)))
+
+
 def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> CustomerPage:
     """The business, its branches and their full connection state, jobs, users and timeline."""
     ctx = ctx or health.context()
@@ -61,13 +75,8 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
     # Many-to-one, so joined into the row's own statement: a separate select per relation would be
     # sent only when some row has one, and the page's statements would change with its history.
     job_options = (joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
-    # Each branch's latest failed jobs from the newest end of its (branch, status, created) index,
-    # then the latest of those: by status alone it read every failed job of every business.
-    failed = latest_per_branch(branch_ids, 10, Job.status == JobStatus.FAILED) if branch_ids else None
-    failed_jobs = [] if failed is None else db.session.scalars(
-        select(failed).order_by(failed.created_at.desc()).limit(10)
-        .options(joinedload(failed.branch), joinedload(failed.requested_by), joinedload(failed.puppeteer))
-    ).all()
+    failed_jobs = [] if not branch_ids else db.session.scalars(
+        _failed_jobs_statement(len(branch_ids)), per_branch_params(branch_ids, FAILED_SHOWN)).all()
     active_jobs = db.session.scalars(
         select(Job)
         .where(Job.branch_id.in_(branch_ids), Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))

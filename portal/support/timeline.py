@@ -1,15 +1,16 @@
 """One timeline per customer: audit events and jobs, merged newest first."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
 from portal.models import AuditEvent, Branch, JobStatus, User
-from portal.models.jobs import latest_per_branch
+from portal.models.jobs import latest_per_branch, per_branch_params
 
 CATEGORIES = {
     "connection": "Connection",
@@ -102,15 +103,11 @@ def _events(business_id: int, limit: int) -> list:
     ).all()
 
 
-def _jobs(branch_ids: list[int], limit: int) -> list:
-    """Each branch's latest `limit` jobs from the newest end of its (branch, created) index, then the
-    latest of those (ordering the business's jobs whole would read every job it ever ran); plain rows
-    of what an entry shows, the result's summary read out of its JSON by the database."""
-    if not branch_ids:
-        return []
+@functools.lru_cache(maxsize=16)
+def _jobs_statement(branch_count: int):
     requester, puppeteer = aliased(User), aliased(User)
-    job = latest_per_branch(branch_ids, limit)
-    return db.session.execute(
+    job = latest_per_branch(branch_count)
+    return (
         select(job.kind, job.status, job.description, job.error, job.result["summary"].as_string().label("summary"),
                job.created_at, job.started_at, job.ended_at, Branch.name.label("branch_name"),
                requester.email.label("requested_by"), puppeteer.email.label("puppeteer"))
@@ -118,8 +115,19 @@ def _jobs(branch_ids: list[int], limit: int) -> list:
         .outerjoin(requester, requester.id == job.requested_by_id)
         .outerjoin(puppeteer, puppeteer.id == job.puppeteer_id)
         .order_by(job.created_at.desc())
-        .limit(limit)
-    ).all()
+        .limit(bindparam("limit"))
+    )
+
+
+def _jobs(branch_ids: list[int], limit: int) -> list:
+    """Each branch's latest `limit` jobs from the newest end of its (branch, created) index, then the
+    latest of those (ordering the business's jobs whole would read every job it ever ran); plain rows
+    of what an entry shows, the result's summary read out of its JSON by the database. The statement
+    is built once per number of branches."""
+    if not branch_ids:
+        return []
+    return db.session.execute(_jobs_statement(len(branch_ids)),
+                              {**per_branch_params(branch_ids, limit), "limit": limit}).all()
 
 
 def for_business(business_id: int, limit: int = 50, branch_ids: list[int] | None = None) -> list[Entry]:
