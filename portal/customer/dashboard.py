@@ -6,10 +6,11 @@ failed and the most common reason, what runs now, and why an action can't be use
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlalchemy.orm import joinedload
 
 from portal import tallies, timefmt
@@ -161,13 +162,19 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
     return cards
 
 
-def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
-    """The latest ended sync job of each kind per branch, in one statement that reads each from the
-    newest end of its index (not every job the branch ever ran)."""
+@functools.lru_cache(maxsize=16)
+def _last_syncs_statement(branch_count: int):
     from portal.integrations.sage.pages import latest_ended_job_id
 
-    rows = db.session.scalars(db.select(Job).where(
-        or_(*(Job.id == latest_ended_job_id(branch_id, kind) for branch_id in ids for kind in SYNC_KINDS))))
+    return db.select(Job).where(or_(*(Job.id == latest_ended_job_id(bindparam(f"branch_{n}"), kind)
+                                      for n in range(branch_count) for kind in SYNC_KINDS)))
+
+
+def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
+    """The latest ended sync job of each kind per branch, in one statement that reads each from the
+    newest end of its index (not every job the branch ever ran); built once per number of branches."""
+    params = {f"branch_{n}": branch_id for n, branch_id in enumerate(ids)}
+    rows = db.session.scalars(_last_syncs_statement(len(ids)), params)
     return {(job.branch_id, job.kind): job for job in rows}
 
 

@@ -1,11 +1,12 @@
 """What the Sage pages show, read in a fixed number of queries (views stay free of queries)."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, or_
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -71,13 +72,15 @@ def latest_ended_job_id(branch_id: int, kind: str):
             .order_by(Job.created_at.desc(), Job.id.desc()).limit(1).scalar_subquery())
 
 
+@functools.cache
+def _last_jobs_statement():
+    return (db.select(Job).where(or_(*(Job.id == latest_ended_job_id(bindparam("branch_id"), kind)
+                                       for kind in SAGE_KINDS))).options(*JOB_PEOPLE))
+
+
 def last_jobs_by_kind(branch_id: int) -> dict[str, Job]:
-    """The latest ended job of each Sage kind for the branch (one statement)."""
-    rows = db.session.scalars(
-        db.select(Job).where(or_(*(Job.id == latest_ended_job_id(branch_id, kind) for kind in SAGE_KINDS)))
-        .options(*JOB_PEOPLE)
-    )
-    return {job.kind: job for job in rows}
+    """The latest ended job of each Sage kind for the branch (one statement, built once)."""
+    return {job.kind: job for job in db.session.scalars(_last_jobs_statement(), {"branch_id": branch_id})}
 
 
 def running_jobs(branch_id: int) -> list[Job]:
