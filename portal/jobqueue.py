@@ -6,6 +6,7 @@ session, the puppeteer), refuses a second queued/running job of the same kind fo
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Dependency
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 
 from portal import json_logs, leases
@@ -59,11 +61,15 @@ def active_job(branch_id: int, kind: str) -> Job | None:
     return row
 
 
+@functools.lru_cache(maxsize=32)
+def _active_jobs_statement(kinds: tuple[str, ...]):
+    """Built once per set of kinds (pages run it at every view)."""
+    return db.select(Job).where(Job.branch_id == bindparam("branch_id"), Job.kind.in_(kinds), db.text(ACTIVE_WHERE))
+
+
 def active_jobs(branch_id: int, kinds: tuple[str, ...]) -> list[Job]:
     """`active_job` of each of `kinds` that has one, in the order of `kinds`, in one statement."""
-    rows = db.session.scalars(
-        db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(kinds), db.text(ACTIVE_WHERE))
-    ).all()
+    rows = db.session.scalars(_active_jobs_statement(kinds), {"branch_id": branch_id}).all()
     return [row for row in sorted(rows, key=lambda row: kinds.index(row.kind)) if reconcile(row)]
 
 

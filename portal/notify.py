@@ -10,6 +10,7 @@ sync that noticed the problem. The dashboard lists what was sent; support sees i
 """
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
 from rq import Retry
+from sqlalchemy import bindparam
 
 from portal import timefmt
 from portal.extensions import db
@@ -118,10 +120,15 @@ def send(notification_id: int) -> None:
     db.session.commit()
 
 
+@functools.cache
+def _recent_statement():
+    return (db.select(Notification).where(Notification.business_id == bindparam("business_id"))
+            .order_by(Notification.created_at.desc()).limit(bindparam("limit")))
+
+
 def recent_for(business_id: int, limit: int = 10) -> list[Notification]:
     """What the business's customers were told lately (newest first)."""
-    return db.session.scalars(db.select(Notification).where(Notification.business_id == business_id)
-                              .order_by(Notification.created_at.desc()).limit(limit)).all()
+    return db.session.scalars(_recent_statement(), {"business_id": business_id, "limit": limit}).all()
 
 
 # --- The problems ---------------------------------------------------------------------------------

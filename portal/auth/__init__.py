@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, make_response, redirect, request, url_for
+from sqlalchemy.orm import joinedload
 
 from portal import puppet, sessions
 from portal.extensions import db, login_manager
@@ -27,7 +28,8 @@ def _load_user(user_id: str):
     record = sessions.record()
     if record is None or str(record.get("user_id")) != user_id:
         return None
-    real = db.session.get(User, int(user_id))
+    # The business comes with the user: nearly every page a customer opens reads it.
+    real = db.session.get(User, int(user_id), options=[joinedload(User.business)])
     if real is None:
         return None
     g.real_user = real

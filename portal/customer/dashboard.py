@@ -239,28 +239,39 @@ def start_sync(branch, kind: str, *, user, puppeteer, puppet_session, private_ke
     raise CardSyncRefused("There is no such sync.")
 
 
-def support_access_log(business_id: int, limit: int = 10) -> list[PuppetSession]:
-    """The latest times support puppeted someone in this business: by whom, when and why."""
-    return db.session.scalars(
+# The two lists below are read at every view of the dashboard: their statements are built once.
+@functools.cache
+def _access_log_statement():
+    return (
         db.select(PuppetSession)
-        .where(PuppetSession.business_id == business_id)
+        .where(PuppetSession.business_id == bindparam("business_id"))
         .order_by(PuppetSession.started_at.desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
         # Both people are named on each row: loaded with it, not one statement per person.
         .options(joinedload(PuppetSession.support_user), joinedload(PuppetSession.customer_user))
-    ).all()
+    )
 
 
-def puppet_writes(business_id: int, limit: int = 20) -> list[AuditEvent]:
-    """Changes support made while puppeting this business's users."""
-    return db.session.scalars(
+@functools.cache
+def _puppet_writes_statement():
+    return (
         db.select(AuditEvent)
         .where(
-            AuditEvent.business_id == business_id,
+            AuditEvent.business_id == bindparam("business_id"),
             AuditEvent.puppet_session_id.is_not(None),
             AuditEvent.kind.not_in(("puppet.started", "puppet.ended")),
         )
         .order_by(AuditEvent.occurred_at.desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
         .options(joinedload(AuditEvent.actor))
-    ).all()
+    )
+
+
+def support_access_log(business_id: int, limit: int = 10) -> list[PuppetSession]:
+    """The latest times support puppeted someone in this business: by whom, when and why."""
+    return db.session.scalars(_access_log_statement(), {"business_id": business_id, "limit": limit}).all()
+
+
+def puppet_writes(business_id: int, limit: int = 20) -> list[AuditEvent]:
+    """Changes support made while puppeting this business's users."""
+    return db.session.scalars(_puppet_writes_statement(), {"business_id": business_id, "limit": limit}).all()

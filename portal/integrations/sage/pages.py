@@ -93,12 +93,15 @@ def running_jobs(branch_id: int) -> list[Job]:
 JOB_PEOPLE = (joinedload(Job.requested_by), joinedload(Job.puppeteer))
 
 
+@functools.cache
+def _history_statement():
+    return (db.select(Job).where(Job.branch_id == bindparam("branch_id"), Job.kind.in_(SAGE_KINDS))
+            .order_by(Job.created_at.desc()).limit(bindparam("limit")).options(*JOB_PEOPLE))
+
+
 def job_history(branch_id: int, limit: int = 20) -> list[Job]:
     """The branch's latest Sage jobs, newest first, with the people who asked for them."""
-    return db.session.scalars(
-        db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(SAGE_KINDS))
-        .order_by(Job.created_at.desc()).limit(limit).options(*JOB_PEOPLE)
-    ).all()
+    return db.session.scalars(_history_statement(), {"branch_id": branch_id, "limit": limit}).all()
 
 
 def record_counts(branch_id: int) -> dict[str, dict[str, int]]:

@@ -1,11 +1,12 @@
 """What the Sage One AUS page of a branch shows, gathered in a fixed number of queries."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, or_
+from sqlalchemy import bindparam, case, func, or_
 from sqlalchemy.orm import joinedload
 
 from portal import tallies
@@ -70,6 +71,29 @@ def _invoice_scope(branch) -> tuple:
 TALLIES = {"customers": ("contact", (ContactKind.CUSTOMER.value,)), "invoices": tallies.ISSUED_INVOICES}
 
 
+@functools.cache
+def _statements() -> dict:
+    """The page's lists, built once (it is read at every view) with the branch as a parameter."""
+    branch_id = bindparam("branch_id")
+    kinds = (sync.SYNC_KIND, sync.VOID_KIND)
+    return {
+        "voidable": unscoped(Invoice).where(Invoice.branch_id == branch_id, Invoice.status == InvoiceStatus.ISSUED,
+                                            Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)
+        .options(joinedload(Invoice.contact)),  # each row names its customer: not one statement per row
+        # From the partial index of active jobs (its predicate, spelt so).
+        "active": db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(kinds), db.text(ACTIVE_WHERE))
+        .order_by(Job.created_at),
+        "recent": db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(kinds))
+        .order_by(Job.created_at.desc()).limit(10)
+        .options(joinedload(Job.requested_by), joinedload(Job.puppeteer)),  # the history names both
+        "history": db.select(AuditEvent).where(
+            AuditEvent.branch_id == branch_id,
+            AuditEvent.kind.like("sage_one_aus.%") | AuditEvent.kind.in_(("connection.needs_reauth",
+                                                                            "puppet.write_refused")))
+        .order_by(AuditEvent.occurred_at.desc()).limit(20),
+    }
+
+
 def branch_overview(branch) -> Overview:
     """The branch's Sage One AUS connection, counts, pending and failed rows, jobs and history."""
     connection = credentials.connection_of(branch)
@@ -79,25 +103,12 @@ def branch_overview(branch) -> Overview:
     overview = Overview(branch=branch, connection=connection, other_provider=other)
     overview.counts = {"contacts": tallies.state_counts([branch.id], *TALLIES["customers"])[branch.id],
                        "invoices": tallies.state_counts([branch.id], *TALLIES["invoices"])[branch.id]}
+    params = {"branch_id": branch.id}
     # Voids reach soft-deleted invoices too (the void is unscoped), so they are listed here.
-    overview.voidable = db.session.scalars(
-        unscoped(Invoice).where(Invoice.branch_id == branch.id, Invoice.status == InvoiceStatus.ISSUED,
-                                Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)
-        .options(joinedload(Invoice.contact))).all()  # each row names its customer: not one statement per row
-    kinds = (sync.SYNC_KIND, sync.VOID_KIND)
-    overview.active_jobs = db.session.scalars(  # from the partial index of active jobs (its predicate, spelt so)
-        db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds),
-                             db.text(ACTIVE_WHERE)).order_by(Job.created_at)).all()
-    overview.recent_jobs = db.session.scalars(
-        db.select(Job).where(Job.branch_id == branch.id, Job.kind.in_(kinds))
-        .order_by(Job.created_at.desc()).limit(10)
-        .options(joinedload(Job.requested_by), joinedload(Job.puppeteer))).all()  # the history names both
-    overview.history = db.session.scalars(
-        db.select(AuditEvent).where(
-            AuditEvent.branch_id == branch.id,
-            AuditEvent.kind.like("sage_one_aus.%") | AuditEvent.kind.in_(("connection.needs_reauth",
-                                                                            "puppet.write_refused")))
-        .order_by(AuditEvent.occurred_at.desc()).limit(20)).all()
+    overview.voidable = db.session.scalars(_statements()["voidable"], params).all()
+    overview.active_jobs = db.session.scalars(_statements()["active"], params).all()
+    overview.recent_jobs = db.session.scalars(_statements()["recent"], params).all()
+    overview.history = db.session.scalars(_statements()["history"], params).all()
     if connection is not None and connection.sage_one_username:
         overview.locked_until = credentials.locked_until(connection.sage_one_username)
         overview.attempts_left = credentials.attempts_left(connection.sage_one_username)
