@@ -5,6 +5,7 @@ import functools
 
 from flask import abort
 from flask_login import current_user, login_required
+from sqlalchemy.orm import joinedload
 
 from portal import puppet
 from portal.extensions import db
@@ -38,9 +39,10 @@ def customer_required(view):
     return guarded
 
 
-def branch_for(user, branch_id: int) -> Branch:
-    """The branch if `user` may see it (its business's customers; support), else 404."""
-    branch = db.session.get(Branch, branch_id)
+def branch_for(user, branch_id: int, *, with_connection: bool = False) -> Branch:
+    """The branch if `user` may see it (its business's customers; support), else 404;
+    `with_connection` loads its connection in the same statement (a page that only reads it)."""
+    branch = db.session.get(Branch, branch_id, options=[joinedload(Branch.connection)] if with_connection else None)
     if branch is None:
         abort(404)
     real = puppet.real_user()

@@ -61,11 +61,12 @@ def _failed_jobs_statement(branch_count: int):
 def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> CustomerPage:
     """The business, its branches and their full connection state, jobs, users and timeline."""
     ctx = ctx or health.context()
-    business = db.session.scalar(
+    # The branches and their connections joined in: one round trip, not three.
+    business = db.session.scalars(
         select(Business)
         .where(Business.id == business_id)
-        .options(selectinload(Business.branches).selectinload(Branch.connection))
-    )
+        .options(joinedload(Business.branches).joinedload(Branch.connection))
+    ).unique().first()
     if business is None:
         abort(404)
     branch_ids = [b.id for b in business.branches]

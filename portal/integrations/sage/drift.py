@@ -9,7 +9,10 @@ checklist show. It costs two requests a day per branch when nothing changed.
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam
 
 from portal import timefmt
 from portal.extensions import db
@@ -86,6 +89,15 @@ def look_where_due(now: datetime | None = None) -> int:
     return looked
 
 
+@functools.cache
+def _changed_statements():
+    """The drift panel's two lists, built once (the Sage page reads them at every view)."""
+    branch_id, limit = bindparam("branch_id"), bindparam("limit")
+    return (db.select(Invoice).where(Invoice.branch_id == branch_id, Invoice.sage_note.is_not(None))
+            .order_by(Invoice.id.desc()).limit(limit),
+            db.select(Contact).where(Contact.branch_id == branch_id, db.text(DELETED_IN_SAGE_WHERE)).limit(limit))
+
+
 def changed_in_sage(branch_id: int, limit: int = 20) -> dict:
     """What the last looks found, for the branch page: invoices voided in Sage, contacts deleted there.
 
@@ -93,8 +105,8 @@ def changed_in_sage(branch_id: int, limit: int = 20) -> dict:
     reading every row of the branch; the contacts' predicate is the index's own text, since a pattern
     sent as a parameter would not match it.
     """
-    invoices = db.session.scalars(db.select(Invoice).where(
-        Invoice.branch_id == branch_id, Invoice.sage_note.is_not(None)).order_by(Invoice.id.desc()).limit(limit)).all()
-    contacts = db.session.scalars(db.select(Contact).where(
-        Contact.branch_id == branch_id, db.text(DELETED_IN_SAGE_WHERE)).limit(limit)).all()
+    invoices_found, contacts_found = _changed_statements()
+    params = {"branch_id": branch_id, "limit": limit}
+    invoices = db.session.scalars(invoices_found, params).all()
+    contacts = db.session.scalars(contacts_found, params).all()
     return {"invoices": invoices, "contacts": contacts}

@@ -121,31 +121,48 @@ class RecordsPage:
     rows: list
 
 
+def _records_query(kind: str, state: str, q: str):
+    """The page of rows: where the branch, the offset and the filter's pattern are parameters."""
+    model = RECORD_KINDS[kind]
+    where = [model.branch_id == bindparam("branch_id"), model.sync_state.in_(RECORD_STATES[state])]
+    if model is Invoice:
+        where.append(Invoice.status == InvoiceStatus.ISSUED)
+    if q:
+        needle = bindparam("needle")
+        where.append(or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
+                     else Invoice.number.ilike(needle))
+    return where
+
+
+@functools.lru_cache(maxsize=32)
+def _records_statements(kind: str, state: str, searched: bool):
+    """(count, rows) of a filter, built once per kind, state and whether a text is searched for."""
+    model = RECORD_KINDS[kind]
+    where = _records_query(kind, state, searched)
+    count = db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))
+    rows = (db.select(model).where(*where).order_by(model.id)
+            .offset(bindparam("offset")).limit(PAGE_SIZE))
+    if model is Invoice:
+        rows = rows.options(joinedload(Invoice.contact))  # each row names its contact
+    return count, rows
+
+
 def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -> RecordsPage:
     """Pending and/or failed contacts or invoices of the branch, with their reasons, one page at a time."""
     kind = kind if kind in RECORD_KINDS else "contacts"
     state = state if state in RECORD_STATES else "open"
-    model = RECORD_KINDS[kind]
-    where = [model.branch_id == branch_id, model.sync_state.in_(RECORD_STATES[state])]
-    if model is Invoice:
-        where.append(Invoice.status == InvoiceStatus.ISSUED)
     q = (q or "").strip()[:100]
+    count, rows = _records_statements(kind, state, bool(q))
+    params = {"branch_id": branch_id, "needle": f"%{q}%"} if q else {"branch_id": branch_id}
     if q:
-        needle = f"%{q}%"
-        where.append(or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
-                     else Invoice.number.ilike(needle))
-    if q:
-        total = db.session.scalar(
-            db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))) or 0
+        total = db.session.scalar(count, params) or 0
     else:  # the whole state, as the tallies hold it
         record, categories = RECORD_TALLIES[kind]
         total = tallies.total(branch_id, record, categories, [s.value for s in RECORD_STATES[state]])
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page), pages)
-    query = db.select(model).where(*where).order_by(model.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    if model is Invoice:
-        query = query.options(joinedload(Invoice.contact))  # each row names its contact
-    return RecordsPage(kind, state, q, page, pages, total, db.session.scalars(query).all())
+    return RecordsPage(kind, state, q, page, pages, total,
+                       db.session.scalars(rows, {**params, "offset": (page - 1) * PAGE_SIZE}).all())
 
 
 def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage:

@@ -78,8 +78,8 @@ def _page_url(branch_id: int, **args) -> str:
 @customer_required
 def branch(branch_id: int):
     """Everything about the branch's Sage connection on one page."""
-    branch = branch_for(current_user, branch_id)
-    connection = pages.branch_connection(branch)
+    branch = branch_for(current_user, branch_id, with_connection=True)
+    connection = branch.connection
     args = request.args
     # The filter forms and pagers (htmx) get the fragment they target, from the page's own URL.
     fragment = request.htmx.target if wants_fragment() else None

@@ -94,9 +94,14 @@ def _statements() -> dict:
     }
 
 
-def branch_overview(branch) -> Overview:
-    """The branch's Sage One AUS connection, counts, pending and failed rows, jobs and history."""
-    connection = credentials.connection_of(branch)
+_READ = object()
+
+
+def branch_overview(branch, connection=_READ) -> Overview:
+    """The branch's Sage One AUS connection, counts, pending and failed rows, jobs and history;
+    `connection`, when the caller loaded it with the branch (else it is read now)."""
+    if connection is _READ:
+        connection = credentials.connection_of(branch)
     other = None
     if connection is not None and connection.provider != Provider.SAGE_ONE_AUS:
         other, connection = (connection if connection.is_active else None), None

@@ -88,10 +88,10 @@ def show(branch_id: int):
     ends, gets the whole page and keeps its part); the page and the fragment share one URL (both vary
     on HX-Request).
     """
-    branch = _branch(branch_id)
+    branch = branch_for(current_user, branch_id, with_connection=True)
     if wants_fragment() and request.htmx.target == RECORDS_FRAGMENT:
         return render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch))
-    view = overview.branch_overview(branch)
+    view = overview.branch_overview(branch, branch.connection)
     return render_template("integrations/sage_one_aus/branch.html", view=view,
                            records=_records(branch, overview.waiting_kind(view.counts)))
 
