@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, select
 
 from portal import timefmt
 from portal.checklists import scenarios
@@ -43,27 +43,55 @@ class Suggestion:
 LATEST_JOBS = 200  # the business's latest jobs the suggestions look at
 
 
+@dataclass
+class RecentJob:
+    """What the suggestions read of one of the latest jobs: a void's invoice and outcome, a sync's
+    count of records it could not send, as `params` and `result` hold them on the job."""
+
+    id: str
+    branch_id: int
+    kind: str
+    status: JobStatus
+    description: str | None
+    progress_done: int | None
+    created_at: datetime
+    params: dict
+    result: dict
+
+
 @functools.lru_cache(maxsize=16)
 def _latest_jobs_statement(branch_count: int):
     job = latest_per_branch(branch_count)
     void, sync = job.kind.contains("void"), job.kind.contains("sync")
+    # The three values the suggestions read, taken out of the JSON by the database: not every
+    # job's whole params and result decoded for them.
     return (
-        select(job.id, job.branch_id, job.kind, job.status, job.description, case((void, job.params)).label("params"),
-               case((or_(void, sync), job.result)).label("result"), job.progress_done, job.created_at)
+        select(job.id, job.branch_id, job.kind, job.status, job.description, job.progress_done, job.created_at,
+               case((void, job.params["invoice_id"].as_string())).label("invoice_id"),
+               case((void, job.result["outcome"].as_string())).label("outcome"),
+               case((sync, job.result["failures"].as_string())).label("failures"))
         .order_by(job.created_at.desc()).limit(LATEST_JOBS)
     )
 
 
-def _latest_jobs(branch_ids: list[int]) -> dict[int, list]:
+def _invoice_id(value) -> int | None:
+    """A void's invoice id as the JSON holds it (SQLite answers a number, PostgreSQL its text)."""
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _latest_jobs(branch_ids: list[int]) -> dict[int, list[RecentJob]]:
     """The business's latest jobs, newest first, per branch: each branch's latest from the newest end
     of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
-    read every job it ever ran). Rows of the columns the suggestions read, not whole jobs; only a
-    void's params and a void's or sync's result are read (a sync's for the records it could not send).
-    The statement is built once per number of branches."""
-    rows = db.session.execute(_latest_jobs_statement(len(branch_ids)),
-                              per_branch_params(branch_ids, LATEST_JOBS)).all()
-    by_branch: dict[int, list] = {}
-    for job in rows:
+    read every job it ever ran). Only the columns and JSON values the suggestions read. The statement
+    is built once per number of branches."""
+    by_branch: dict[int, list[RecentJob]] = {}
+    for row in db.session.execute(_latest_jobs_statement(len(branch_ids)),
+                                  per_branch_params(branch_ids, LATEST_JOBS)):
+        job = RecentJob(row.id, row.branch_id, row.kind, row.status, row.description, row.progress_done,
+                        row.created_at, params={"invoice_id": _invoice_id(row.invoice_id)},
+                        result={"outcome": row.outcome, "failures": row.failures})
         by_branch.setdefault(job.branch_id, []).append(job)
     return by_branch
 
