@@ -120,20 +120,18 @@ class BranchCard:
 
 
 def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCard]:
-    """One card per branch (or per branch in `branch_ids`), in nine queries however many branches."""
-    query = db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
+    """One card per branch (or per branch in `branch_ids`), in eight queries however many branches."""
+    # Each branch with its connection and the people it names, in one statement.
+    query = (db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
+             .options(joinedload(Branch.connection).joinedload(Connection.connected_by),
+                      joinedload(Branch.connection).joinedload(Connection.credentials_owner)))
     if branch_ids is not None:
         query = query.where(Branch.id.in_(branch_ids))
     branches = db.session.scalars(query).all()
     ids = [b.id for b in branches]
     if not ids:
         return []
-    connections = {
-        c.branch_id: c
-        for c in db.session.scalars(
-            db.select(Connection).where(Connection.branch_id.in_(ids))
-            .options(joinedload(Connection.connected_by), joinedload(Connection.credentials_owner)))
-    }
+    connections = {b.id: b.connection for b in branches if b.connection is not None}
     last = _last_syncs(ids)
     active: dict[int, list[Job]] = {}
     for job in db.session.scalars(
