@@ -1,7 +1,10 @@
 """Sign-in: flask-login wired to server-side sessions (portal.sessions) and puppet sessions."""
 from __future__ import annotations
 
+import functools
+
 from flask import Flask, g, make_response, redirect, request, url_for
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from portal import puppet, sessions
@@ -23,13 +26,19 @@ def init_app(app: Flask) -> None:
     app.before_request(require_second_factor)
 
 
+@functools.cache
+def _user_statement():
+    """The signed-in user, read at every request: built once. The business comes with the user
+    (nearly every page a customer opens reads it)."""
+    return select(User).where(User.id == bindparam("user_id")).options(joinedload(User.business))
+
+
 @login_manager.user_loader
 def _load_user(user_id: str):
     record = sessions.record()
     if record is None or str(record.get("user_id")) != user_id:
         return None
-    # The business comes with the user: nearly every page a customer opens reads it.
-    real = db.session.get(User, int(user_id), options=[joinedload(User.business)])
+    real = db.session.scalars(_user_statement(), {"user_id": int(user_id)}).first()
     if real is None:
         return None
     g.real_user = real
