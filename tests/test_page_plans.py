@@ -275,3 +275,33 @@ def test_the_dashboards_changes_by_support_read_the_partial_index_of_puppet_sess
 
     assert found == []
     assert "ix_audit_business_puppet_time" in plan, plan
+
+
+def test_the_waiting_or_failed_lists_read_each_state_in_id_order_from_its_index(app):
+    from portal.integrations.sage import pages
+    from portal.integrations.sage_one_aus import overview
+
+    business = factories.business("State Order Plans")
+    branch = business.branches[0]
+    failed = factories.contacts(branch, 30, sync_state=SyncState.FAILED, sync_error="Refused.")
+    pending = factories.contacts(branch, 30)
+    factories.contacts(branch, 5, sync_state=SyncState.SYNCED, sage_id="s")
+    for contact in failed[:3]:
+        contact.soft_delete()
+    db.session.commit()
+    shown = [c.id for c in failed[3:]], [c.id for c in pending]
+    branch_id = branch.id
+
+    page, found_plans = plans(lambda: pages.records(branch_id, "contacts", "open", page=2))
+    # The Sage page: both states by id; page 2 of 57 rows is rows 26–50.
+    assert [row.id for row in page.rows] == sorted(shown[0] + shown[1])[25:50]
+    rows_plan = next(plan for plan in found_plans if "contacts" in plan)
+    if db.engine.dialect.name == "sqlite":
+        # Each state read from the index in id order, stopping at the page's end: the only sorts are
+        # of those few rows, never of every waiting row the index search found.
+        assert rows_plan.count("SEARCH contacts USING INDEX ix_contacts_branch_state_id") == 2, rows_plan
+        assert not re.search(r"SEARCH contacts[^/]*/ USE TEMP B-TREE", rows_plan), rows_plan
+
+    # The Sage One AUS page: failed first, then waiting, each by id.
+    listed = overview.records(db.session.get(type(branch), branch_id), "customers", "open", page=2)
+    assert [row.id for row in listed.rows] == (shown[0] + shown[1])[25:50]

@@ -29,6 +29,7 @@ from portal.models import (
     unscoped,
     utcnow,
 )
+from portal.models.ledger import in_state_order
 
 PAGE_SIZE = 25
 SAGE_KINDS = (sync.KIND_CONTACTS, sync.KIND_INVOICES, sync.KIND_VOID)
@@ -140,6 +141,10 @@ def _records_statements(kind: str, state: str, searched: bool):
     model = RECORD_KINDS[kind]
     where = _records_query(kind, state, searched)
     count = db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))
+    if not searched:  # each state read in id order from its index, not every waiting row sorted
+        scope = (model.branch_id == bindparam("branch_id"),
+                 *((Invoice.status == InvoiceStatus.ISSUED,) if model is Invoice else ()))
+        return count, in_state_order(model, scope, RECORD_STATES[state], PAGE_SIZE, by_state=False)
     rows = (db.select(model).where(*where).order_by(model.id)
             .offset(bindparam("offset")).limit(PAGE_SIZE))
     if model is Invoice:
@@ -161,8 +166,9 @@ def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -
         total = tallies.total(branch_id, record, categories, [s.value for s in RECORD_STATES[state]])
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page), pages)
+    offset = (page - 1) * PAGE_SIZE
     return RecordsPage(kind, state, q, page, pages, total,
-                       db.session.scalars(rows, {**params, "offset": (page - 1) * PAGE_SIZE}).all())
+                       db.session.scalars(rows, {**params, "offset": offset, "upto": offset + PAGE_SIZE}).all())
 
 
 def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage:

@@ -26,6 +26,7 @@ from portal.models import (
     unscoped,
 )
 from portal.models.jobs import ACTIVE_WHERE
+from portal.models.ledger import in_state_order
 
 ROWS_SHOWN = 50
 PAGE_SIZE = 25
@@ -193,9 +194,24 @@ def records(branch, kind: str | None, state: str | None, q: str | None = "", pag
         total = tallies.total(branch.id, *TALLIES[kind], [s.value for s in RECORD_STATES[state]])
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page or 1), pages)
+    offset = (page - 1) * PAGE_SIZE
+    if not q:  # failed first, then waiting, each read in id order from its index
+        rows = db.session.scalars(_in_state_order(kind, state),
+                                  {"branch_id": branch.id, "offset": offset, "upto": offset + PAGE_SIZE}).all()
+        return RecordsPage(kind, state, q, page, pages, total, rows)
     query = (db.select(model).where(*where)
              .order_by(case((model.sync_state == SyncState.FAILED, 0), else_=1), model.id)
-             .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
+             .offset(offset).limit(PAGE_SIZE))
     if model is Invoice:
         query = query.options(joinedload(Invoice.contact))
     return RecordsPage(kind, state, q, page, pages, total, db.session.scalars(query).all())
+
+
+@functools.lru_cache(maxsize=16)
+def _in_state_order(kind: str, state: str):
+    """A page of the unsearched list of `kind` and `state`, failed first: built once per kind and state."""
+    model = Contact if kind == "customers" else Invoice
+    scope = (model.branch_id == bindparam("branch_id"),
+             Contact.kind == ContactKind.CUSTOMER if model is Contact else Invoice.status == InvoiceStatus.ISSUED)
+    states = tuple(sorted(RECORD_STATES[state], key=lambda s: s != SyncState.FAILED))
+    return in_state_order(model, scope, states, PAGE_SIZE, by_state=True)
