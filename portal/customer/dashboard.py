@@ -28,6 +28,7 @@ from portal.models import (
     SyncState,
     utcnow,
 )
+from portal.models.jobs import branch_params
 
 SAGE_SYNCS = (("sage.sync_contacts", "Contacts"), ("sage.sync_invoices", "Invoices"))
 SAGE_ONE_SYNCS = (("sage_one_aus.sync", "Customers and invoices"),)
@@ -120,7 +121,7 @@ class BranchCard:
 
 
 def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCard]:
-    """One card per branch (or per branch in `branch_ids`), in eight queries however many branches."""
+    """One card per branch (or per branch in `branch_ids`), in five queries however many branches."""
     # Each branch with its connection and the people it names, in one statement.
     query = (db.select(Branch).where(Branch.business_id == business.id).order_by(Branch.id)
              .options(joinedload(Branch.connection).joinedload(Connection.connected_by),
@@ -131,7 +132,6 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
     ids = [b.id for b in branches]
     if not ids:
         return []
-    connections = {b.id: b.connection for b in branches if b.connection is not None}
     last = _last_syncs(ids)
     active: dict[int, list[Job]] = {}
     for job in db.session.scalars(
@@ -141,7 +141,7 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
     open_rows = _open_rows(ids)
     cards = []
     for branch in branches:
-        connection = connections.get(branch.id)
+        connection = branch.connection
         kinds = SAGE_ONE_SYNCS if connection and connection.provider == Provider.SAGE_ONE_AUS else SAGE_SYNCS
         last_syncs = [LastSync(label, last.get((branch.id, kind))) for kind, label in kinds]
         failed_jobs = [s.job for s in last_syncs if s.job is not None and s.job.status == JobStatus.FAILED]
@@ -171,8 +171,7 @@ def _last_syncs_statement(branch_count: int):
 def _last_syncs(ids: list[int]) -> dict[tuple[int, str], Job]:
     """The latest ended sync job of each kind per branch, in one statement that reads each from the
     newest end of its index (not every job the branch ever ran); built once per number of branches."""
-    params = {f"branch_{n}": branch_id for n, branch_id in enumerate(ids)}
-    rows = db.session.scalars(_last_syncs_statement(len(ids)), params)
+    rows = db.session.scalars(_last_syncs_statement(len(ids)), branch_params(ids))
     return {(job.branch_id, job.kind): job for job in rows}
 
 

@@ -115,6 +115,11 @@ def latest_per_branch(branch_count: int, *criteria):
     return aliased(Job, union_all(*parts).subquery("latest_jobs"))
 
 
+def branch_params(branch_ids) -> dict:
+    """The branches of a statement built per number of branches, as its `branch_{n}` parameters."""
+    return {f"branch_{n}": branch_id for n, branch_id in enumerate(branch_ids)}
+
+
 def per_branch_params(branch_ids, limit: int) -> dict:
     """The parameters of a `latest_per_branch` statement for these branches."""
-    return {"per_branch": limit, **{f"branch_{n}": branch_id for n, branch_id in enumerate(branch_ids)}}
+    return {"per_branch": limit, **branch_params(branch_ids)}

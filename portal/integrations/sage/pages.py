@@ -122,29 +122,23 @@ class RecordsPage:
     rows: list
 
 
-def _records_query(kind: str, state: str, q: str):
-    """The page of rows: where the branch, the offset and the filter's pattern are parameters."""
-    model = RECORD_KINDS[kind]
-    where = [model.branch_id == bindparam("branch_id"), model.sync_state.in_(RECORD_STATES[state])]
-    if model is Invoice:
-        where.append(Invoice.status == InvoiceStatus.ISSUED)
-    if q:
-        needle = bindparam("needle")
-        where.append(or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
-                     else Invoice.number.ilike(needle))
-    return where
-
-
 @functools.lru_cache(maxsize=32)
 def _records_statements(kind: str, state: str, searched: bool):
-    """(count, rows) of a filter, built once per kind, state and whether a text is searched for."""
+    """(count, rows) of a filter, built once per kind, state and whether a text is searched for; the
+    branch, the offset and the search pattern are parameters. Without a search there is no count
+    (the tallies hold it) and each state is read in id order from its index, not every waiting row
+    sorted."""
     model = RECORD_KINDS[kind]
-    where = _records_query(kind, state, searched)
+    scope = [model.branch_id == bindparam("branch_id")]
+    if model is Invoice:
+        scope.append(Invoice.status == InvoiceStatus.ISSUED)
+    if not searched:
+        return None, in_state_order(model, tuple(scope), RECORD_STATES[state], PAGE_SIZE, by_state=False)
+    needle = bindparam("needle")
+    where = [*scope, model.sync_state.in_(RECORD_STATES[state]),
+             or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
+             else Invoice.number.ilike(needle)]
     count = db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))
-    if not searched:  # each state read in id order from its index, not every waiting row sorted
-        scope = (model.branch_id == bindparam("branch_id"),
-                 *((Invoice.status == InvoiceStatus.ISSUED,) if model is Invoice else ()))
-        return count, in_state_order(model, scope, RECORD_STATES[state], PAGE_SIZE, by_state=False)
     rows = (db.select(model).where(*where).order_by(model.id)
             .offset(bindparam("offset")).limit(PAGE_SIZE))
     if model is Invoice:
