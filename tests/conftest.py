@@ -25,6 +25,20 @@ from tests import factories
 CSRF_PATTERN = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
 
+def pytest_collection_modifyitems(config, items):
+    """With PORTAL_TEST_DATABASE_TESTS_ONLY set (`make test-postgres`), only the tests that open the
+    portal's database run: the others (the sandbox's own, config parsing, `make run`'s processes)
+    ran in the SQLite half and cannot behave otherwise on PostgreSQL."""
+    if not os.environ.get("PORTAL_TEST_DATABASE_TESTS_ONLY"):
+        return
+    kept, left = [], []
+    for item in items:
+        (kept if "database_url" in getattr(item, "fixturenames", ()) else left).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     url = os.environ.get("PORTAL_TEST_REDIS_URL")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 from sqlalchemy import bindparam, or_
 from sqlalchemy.orm import joinedload
@@ -28,7 +29,7 @@ from portal.models import (
     SyncState,
     utcnow,
 )
-from portal.models.jobs import branch_params
+from portal.models.jobs import active_on, branch_params
 
 SAGE_SYNCS = (("sage.sync_contacts", "Contacts"), ("sage.sync_invoices", "Invoices"))
 SAGE_ONE_SYNCS = (("sage_one_aus.sync", "Customers and invoices"),)
@@ -134,9 +135,7 @@ def branch_cards(business, branch_ids: list[int] | None = None) -> list[BranchCa
         return []
     last = _last_syncs(ids)
     active: dict[int, list[Job]] = {}
-    for job in db.session.scalars(
-        db.select(Job).where(Job.branch_id.in_(ids), Job.status.in_(("queued", "running"))).order_by(Job.created_at)
-    ):
+    for job in sorted(db.session.scalars(active_on(ids)), key=attrgetter("created_at")):
         active.setdefault(job.branch_id, []).append(job)
     open_rows = _open_rows(ids)
     cards = []

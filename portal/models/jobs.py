@@ -123,3 +123,12 @@ def branch_params(branch_ids) -> dict:
 def per_branch_params(branch_ids, limit: int) -> dict:
     """The parameters of a `latest_per_branch` statement for these branches."""
     return {"per_branch": limit, **branch_params(branch_ids)}
+
+
+def active_on(branch_ids):
+    """The queued or running jobs of these branches, read from the partial index of active jobs.
+
+    Unordered on purpose: asked to sort them by time, SQLite read every job of the table instead of
+    that small index (3.4 ms at 8,000 jobs, growing); the callers sort the few rows themselves.
+    """
+    return db.select(Job).where(Job.branch_id.in_(branch_ids), text(ACTIVE_WHERE))

@@ -73,8 +73,9 @@ class Contact(SoftDeleteMixin, SyncedRecordMixin, db.Model):
         # The pages' waiting-or-failed lists, a state at a time in id order (`in_state_order`).
         Index("ix_contacts_branch_state_id", "branch_id", "sync_state", "id"),
         # The Sage page's drift panel: contacts the daily look found deleted in Sage, without reading
-        # every contact's error (the query must spell the predicate as a literal to use the index).
-        Index("ix_contacts_deleted_in_sage", "branch_id",
+        # every contact's error (the query must spell the predicate as a literal to use the index, and
+        # order by id, which only this index gives: SQLite keeps no statistics for it while empty).
+        Index("ix_contacts_deleted_in_sage", "branch_id", "id",
               sqlite_where=text(DELETED_IN_SAGE_WHERE), postgresql_where=text(DELETED_IN_SAGE_WHERE)),
     )
 

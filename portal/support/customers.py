@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from operator import attrgetter
 
 from flask import abort
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.extensions import db
 from portal.ids import form_id
 from portal.models import Branch, Business, Job, JobStatus, PuppetSession, Role, User, utcnow
-from portal.models.jobs import latest_per_branch, per_branch_params
+from portal.models.jobs import active_on, latest_per_branch, per_branch_params
 from portal.support import health, timeline
 from portal.support.search import BranchResult
 
@@ -78,12 +79,8 @@ def customer_page(business_id: int, ctx: health.HealthContext | None = None) -> 
     job_options = (joinedload(Job.branch), joinedload(Job.requested_by), joinedload(Job.puppeteer))
     failed_jobs = [] if not branch_ids else db.session.scalars(
         _failed_jobs_statement(len(branch_ids)), per_branch_params(branch_ids, FAILED_SHOWN)).all()
-    active_jobs = db.session.scalars(
-        select(Job)
-        .where(Job.branch_id.in_(branch_ids), Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
-        .order_by(Job.created_at)
-        .options(*job_options)
-    ).all()
+    active_jobs = sorted(db.session.scalars(active_on(branch_ids).options(*job_options)),
+                         key=attrgetter("created_at"))
     live_sessions = db.session.scalars(
         select(PuppetSession)
         .where(

@@ -95,7 +95,8 @@ def _changed_statements():
     branch_id, limit = bindparam("branch_id"), bindparam("limit")
     return (db.select(Invoice).where(Invoice.branch_id == branch_id, Invoice.sage_note.is_not(None))
             .order_by(Invoice.id.desc()).limit(limit),
-            db.select(Contact).where(Contact.branch_id == branch_id, db.text(DELETED_IN_SAGE_WHERE)).limit(limit))
+            db.select(Contact).where(Contact.branch_id == branch_id, db.text(DELETED_IN_SAGE_WHERE))
+            .order_by(Contact.id).limit(limit))
 
 
 def changed_in_sage(branch_id: int, limit: int = 20) -> dict:
@@ -103,7 +104,7 @@ def changed_in_sage(branch_id: int, limit: int = 20) -> dict:
 
     Each is read from its partial index (ix_invoices_sage_note, ix_contacts_deleted_in_sage), not by
     reading every row of the branch; the contacts' predicate is the index's own text, since a pattern
-    sent as a parameter would not match it.
+    sent as a parameter would not match it, and their id order is the index's (migration 0022).
     """
     invoices_found, contacts_found = _changed_statements()
     params = {"branch_id": branch_id, "limit": limit}
