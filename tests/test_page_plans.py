@@ -414,3 +414,28 @@ def test_the_dashboards_and_support_pages_running_jobs_read_the_partial_index_of
         assert "SCAN jobs" not in plan and "Seq Scan" not in plan, plan
         if db.engine.dialect.name == "sqlite":
             assert "uq_jobs_one_active_per_branch_kind" in plan, plan
+
+
+def test_the_dashboards_support_access_log_is_the_latest_ten_read_from_the_business_time_index(app):
+    from portal.models import PuppetSession
+
+    business = factories.business("Access Log Plans")
+    owner = factories.customer(business)
+    helper = factories.support()
+    elsewhere = factories.business("Someone Else")
+    now = utcnow()
+    for n in range(30):  # thirty sessions an hour apart, newest first as n grows older
+        db.session.add(PuppetSession(support_user_id=helper.id, customer_user_id=owner.id, business_id=business.id,
+                                     reason=f"Ticket {n}", started_at=now - timedelta(hours=n),
+                                     expires_at=now - timedelta(hours=n) + timedelta(minutes=30)))
+    db.session.add(PuppetSession(support_user_id=helper.id, customer_user_id=owner.id, business_id=elsewhere.id,
+                                 reason="Not theirs", started_at=now, expires_at=now + timedelta(minutes=30)))
+    db.session.commit()
+    business_id = business.id
+
+    found, (plan,) = plans(lambda: dashboard.support_access_log(business_id))
+
+    assert [s.reason for s in found] == [f"Ticket {n}" for n in range(10)]
+    assert "ix_puppet_sessions_business_started" in plan, plan
+    if db.engine.dialect.name == "sqlite":  # read in order, not all sorted
+        assert "TEMP B-TREE" not in plan, plan

@@ -50,11 +50,16 @@ class PuppetSession(db.Model):
     """A support person seeing the portal as one customer, with a reason and a time limit."""
 
     __tablename__ = "puppet_sessions"
+    __table_args__ = (
+        # A business's latest sessions (the dashboard's support access log) read newest first from
+        # here, stopping at the page's ten, instead of every session the business ever had sorted.
+        Index("ix_puppet_sessions_business_started", "business_id", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     support_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     customer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), index=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"))
     reason: Mapped[str] = mapped_column(String(500))
     address: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
