@@ -103,8 +103,9 @@ def contacts(branch: Branch, count: int, **fields) -> list[Contact]:
 
 def invoice(branch: Branch, contact: Contact, amount: str = "100.00", tax_code: str = "gst", **fields) -> Invoice:
     """An issued invoice with one line (GST by default; a UK branch on Sage uses e.g. `vat_standard`)."""
-    row = Invoice(branch_id=branch.id, contact_id=contact.id, number=f"INV-{next(_seq):05d}",
-                  issued_on=date.today(), total=Decimal(amount), **fields)
+    fields.setdefault("number", f"INV-{next(_seq):05d}")
+    row = Invoice(branch_id=branch.id, contact_id=contact.id, issued_on=date.today(), total=Decimal(amount),
+                  **fields)
     row.lines.append(InvoiceLine(description="Service", unit_price=Decimal(amount), tax_code=tax_code))
     db.session.add(row)
     db.session.commit()

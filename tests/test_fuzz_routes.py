@@ -23,7 +23,7 @@ EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "3"))
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # Every field a template submits, plus the query parameters the views read.
 FIELDS = sorted(set(re.findall(r'name="([a-z_]+)"', " ".join(p.read_text() for p in TEMPLATES.rglob("*.html"))))
-                | {"q", "page", "health", "stale_hours", "kind", "state", "search", "business_id", "branch_id",
+                | {"q", "page", "vpage", "health", "stale_hours", "kind", "state", "search", "business_id", "branch_id",
                    "invoice", "token", "next", "user_id", "from", "to", "email", "step", "value", "outcome"}
                 - {"csrf_token"})
 MARKUP = '<b data-fuzz="1">x</b>'

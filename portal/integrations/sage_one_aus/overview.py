@@ -28,7 +28,6 @@ from portal.models import (
 from portal.models.jobs import ACTIVE_WHERE
 from portal.models.ledger import in_state_order
 
-ROWS_SHOWN = 50
 PAGE_SIZE = 25
 SEARCH_MAX = 100
 RECORD_KINDS = ("customers", "invoices")
@@ -42,7 +41,6 @@ class Overview:
     connection: Connection | None  # the Sage One AUS connection, in any state
     other_provider: Connection | None  # an active connection to another provider
     counts: dict = field(default_factory=dict)
-    voidable: list = field(default_factory=list)
     active_jobs: list = field(default_factory=list)
     recent_jobs: list = field(default_factory=list)
     history: list = field(default_factory=list)
@@ -78,9 +76,6 @@ def _statements() -> dict:
     branch_id = bindparam("branch_id")
     kinds = (sync.SYNC_KIND, sync.VOID_KIND)
     return {
-        "voidable": unscoped(Invoice).where(Invoice.branch_id == branch_id, Invoice.status == InvoiceStatus.ISSUED,
-                                            Invoice.sage_id.is_not(None)).order_by(Invoice.id.desc()).limit(ROWS_SHOWN)
-        .options(joinedload(Invoice.contact)),  # each row names its customer: not one statement per row
         # From the partial index of active jobs (its predicate, spelt so).
         "active": db.select(Job).where(Job.branch_id == branch_id, Job.kind.in_(kinds), db.text(ACTIVE_WHERE))
         .order_by(Job.created_at),
@@ -110,8 +105,6 @@ def branch_overview(branch, connection=_READ) -> Overview:
     overview.counts = {"contacts": tallies.state_counts([branch.id], *TALLIES["customers"])[branch.id],
                        "invoices": tallies.state_counts([branch.id], *TALLIES["invoices"])[branch.id]}
     params = {"branch_id": branch.id}
-    # Voids reach soft-deleted invoices too (the void is unscoped), so they are listed here.
-    overview.voidable = db.session.scalars(_statements()["voidable"], params).all()
     overview.active_jobs = db.session.scalars(_statements()["active"], params).all()
     overview.recent_jobs = db.session.scalars(_statements()["recent"], params).all()
     overview.history = db.session.scalars(_statements()["history"], params).all()
@@ -160,6 +153,41 @@ def waiting_kind(counts: dict) -> str:
     def waiting(name):
         return counts[name][SyncState.PENDING.value] + counts[name][SyncState.FAILED.value]
     return "invoices" if waiting("contacts") == 0 and waiting("invoices") > 0 else "customers"
+
+
+@functools.cache
+def _voidable_statement():
+    """A page of the invoices a void can reach, built once (the page reads it at every view)."""
+    return (unscoped(Invoice).where(*_voidable_where(bindparam("branch_id")))
+            .order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(PAGE_SIZE)
+            .options(joinedload(Invoice.contact)))  # each row names its customer: not one statement per row
+
+
+def _voidable_where(branch_id) -> list:
+    return [Invoice.branch_id == branch_id, Invoice.status == InvoiceStatus.ISSUED, Invoice.sage_id.is_not(None)]
+
+
+def voidable_invoices(branch_id: int, q: str | None = "", page: int | None = 1) -> RecordsPage:
+    """One page of the issued invoices that are in Sage One AUS, newest first, soft-deleted ones
+    included (the void reaches them, and Sage One AUS still shows them: rule 4); `q` finds them by
+    number. Unsearched, the total is the tallies' (no count of the rows)."""
+    q = (q or "").strip()[:SEARCH_MAX]
+    if q:
+        where = [*_voidable_where(branch_id), Invoice.number.ilike(_like(q), escape="\\")]
+        total = db.session.scalar(db.select(func.count()).select_from(Invoice).where(*where)
+                                  .execution_options(include_deleted=True)) or 0
+    else:
+        total = tallies.total(branch_id, "invoice", (InvoiceStatus.ISSUED.value,), [s.value for s in SyncState],
+                              deleted=None, in_sage=True)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(max(1, page or 1), pages)
+    offset = (page - 1) * PAGE_SIZE
+    if q:
+        rows = db.session.scalars(unscoped(Invoice).where(*where).order_by(Invoice.id.desc())
+                                  .offset(offset).limit(PAGE_SIZE).options(joinedload(Invoice.contact))).all()
+    else:
+        rows = db.session.scalars(_voidable_statement(), {"branch_id": branch_id, "offset": offset}).all()
+    return RecordsPage("invoices", "voidable", q, page, pages, total, rows)
 
 
 def _like(text: str) -> str:

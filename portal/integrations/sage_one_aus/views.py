@@ -70,6 +70,8 @@ def _to_page(branch_id: int):
 
 RECORDS_TEMPLATE = "integrations/sage_one_aus/_records.html"
 RECORDS_FRAGMENT = "sage-one-records"  # the id the filter form and the pager ask for alone
+VOIDABLE_TEMPLATE = "integrations/sage_one_aus/_voidable.html"
+VOIDABLE_FRAGMENT = "sage-one-voidable"  # the void list's search and pager ask for it alone
 
 
 def _records(branch, default_kind: str = "customers") -> overview.RecordsPage:
@@ -84,15 +86,20 @@ def show(branch_id: int):
     """The branch's Sage One AUS page: state, login, counts, pending and failed rows, jobs, history.
 
     An htmx request of the filter form or the pager gets only the pending-and-failed fragment the page
-    includes, read in two queries (any other htmx request, such as a region read again when a job
-    ends, gets the whole page and keeps its part); the page and the fragment share one URL (both vary
-    on HX-Request).
+    includes, read in two queries, and the void list's search and pager only that list (any other htmx
+    request, such as a region read again when a job ends, gets the whole page and keeps its part); the
+    page and the fragments share one URL (both vary on HX-Request).
     """
     branch = branch_for(current_user, branch_id, with_connection=True)
-    if wants_fragment() and request.htmx.target == RECORDS_FRAGMENT:
+    fragment = request.htmx.target if wants_fragment() else None
+    if fragment == RECORDS_FRAGMENT:
         return render_template(RECORDS_TEMPLATE, branch=branch, records=_records(branch))
+    voidable = overview.voidable_invoices(branch.id, request.args.get("vq", ""),
+                                          request.args.get("vpage", 1, type=int))
+    if fragment == VOIDABLE_FRAGMENT:
+        return render_template(VOIDABLE_TEMPLATE, branch=branch, voidable=voidable)
     view = overview.branch_overview(branch, branch.connection)
-    return render_template("integrations/sage_one_aus/branch.html", view=view,
+    return render_template("integrations/sage_one_aus/branch.html", view=view, voidable=voidable,
                            records=_records(branch, overview.waiting_kind(view.counts)))
 
 
