@@ -370,7 +370,8 @@ def forget_statistics(app):
     db.session.commit()
 
 
-def test_the_drift_panel_reads_its_partial_index_on_a_large_branch_when_it_is_empty(app, forget_statistics):
+@pytest.mark.usefixtures("forget_statistics")
+def test_the_drift_panel_reads_its_partial_index_on_a_large_branch_when_it_is_empty(app):
     # SQLite keeps no statistics for an empty index: it once judged the (branch, state, id) index as
     # good a way to the branch's contacts deleted in Sage, and read all of them to find none.
     business = _skewed()
@@ -382,7 +383,8 @@ def test_the_drift_panel_reads_its_partial_index_on_a_large_branch_when_it_is_em
     assert "ix_contacts_deleted_in_sage" in contact_plan, contact_plan
 
 
-def test_the_dashboards_and_support_pages_running_jobs_read_the_partial_index_of_active_jobs(app, forget_statistics):
+@pytest.mark.usefixtures("forget_statistics")
+def test_the_dashboards_and_support_pages_running_jobs_read_the_partial_index_of_active_jobs(app):
     from portal.support import customers
     from tests.checklists.helpers import job
 
