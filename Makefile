@@ -44,8 +44,8 @@ system-packages:
 # The whole suite on SQLite and the whole suite again on PostgreSQL (PORTAL_TEST_DATABASE_URL, else
 # 127.0.0.1:5432 when it answers, else a private cluster started for the run), the two at once: each
 # has its own database, private Redis, sandbox and ports, and a run waits on processes and sockets
-# about a third of its time, which the other uses (17 minutes on 2 cores where one after the other
-# took 20). Each half's output is printed whole when it ends. On PostgreSQL the tests that never
+# about a third of its time, which the other uses (CI: 19 minutes with setup and lint, where one after
+# the other took 20). Each half's output is printed whole when it ends. On PostgreSQL the tests that never
 # open the portal's database (the sandbox's own, config parsing, `make run`) are left out: they ran
 # on SQLite and could not behave otherwise. Browser tests fail rather than skip when Chromium is
 # missing.
