@@ -156,7 +156,10 @@ def test_suggested_checklists_look_up_every_failed_voids_invoice_at_once(app):
     assert len(more_plans) == len(one_plans), (one_plans, more_plans)
     if db.engine.dialect.name == "sqlite":
         jobs_plan = next(plan for plan in more_plans if "jobs" in plan)
-        assert "SCAN jobs" not in jobs_plan and jobs_plan.count("ix_jobs_branch_created") == 2, jobs_plan
+        # Per branch three index reads (its latest sync, its running syncs, its voids since a date),
+        # none of every job there is.
+        assert "SCAN jobs" not in jobs_plan and jobs_plan.count("SEARCH jobs USING") == 6, jobs_plan
+        assert jobs_plan.count("created_at>?") == 2, jobs_plan
 
 
 def test_a_branchs_active_job_of_a_kind_is_read_from_the_partial_index_of_active_jobs(app):
@@ -441,3 +444,34 @@ def test_the_dashboards_support_access_log_is_the_latest_ten_read_from_the_busin
     assert "ix_puppet_sessions_business_started" in plan, plan
     if db.engine.dialect.name == "sqlite":  # read in order, not all sorted
         assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_failed_void_behind_hundreds_of_newer_syncs_is_still_suggested_for_30_days(app):
+    # Read as "the business's latest 200 jobs", a void failed two days ago had dropped out of sight
+    # behind a day of syncs every 15 minutes on three branches.
+    import uuid
+
+    import sqlalchemy as sa
+
+    from portal.checklists import matching
+    from tests.checklists.helpers import job
+
+    business = factories.business("Busy Voids", branches=("Sydney", "Newcastle", "Parramatta"))
+    for branch in business.branches:
+        factories.connection(branch, Provider.SAGE)
+    sydney = business.branches[0]
+    invoice = factories.invoice(sydney, factories.contacts(sydney, 1)[0])
+    now = utcnow()
+    job(sydney, "sage.void_invoice", JobStatus.FAILED, params={"invoice_id": invoice.id},
+        error="Sage answered 500 twice.", created_at=now - timedelta(days=2))
+    db.session.execute(sa.insert(Job), [
+        {"id": uuid.uuid4().hex, "kind": "sage.sync_contacts", "branch_id": branch.id, "status": JobStatus.FINISHED,
+         "description": "Sync contacts", "params": {}, "result": {"summary": "done"},
+         "created_at": now - timedelta(minutes=15 * n)}
+        for branch in business.branches for n in range(1, 100)])
+    db.session.commit()
+
+    suggested = [(s.branch.name, s.invoice_number) for s in matching.for_business(business)
+                 if s.scenario.slug == "sage-void-still-shown"]
+
+    assert suggested == [("Sydney", invoice.number)]

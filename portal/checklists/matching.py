@@ -5,7 +5,8 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select, text, union_all
+from sqlalchemy.orm import aliased
 
 from portal import timefmt
 from portal.checklists import scenarios
@@ -24,7 +25,7 @@ from portal.models import (
     SyncOutcome,
     utcnow,
 )
-from portal.models.jobs import latest_per_branch, per_branch_params
+from portal.models.jobs import ACTIVE_WHERE, Job, branch_params
 from portal.voids import find_invoices_unscoped
 
 RECENT_VOIDS = timedelta(days=30)
@@ -40,13 +41,14 @@ class Suggestion:
     invoice_number: str | None = None
 
 
-LATEST_JOBS = 200  # the business's latest jobs the suggestions look at
+VOIDS_READ = 200  # at most this many of a branch's voids of the last RECENT_VOIDS
+VOID_KINDS = ("sage.void_invoice", "sage_one_aus.void")
 
 
 @dataclass
 class RecentJob:
-    """What the suggestions read of one of the latest jobs: a void's invoice and outcome, a sync's
-    count of records it could not send, as `params` and `result` hold them on the job."""
+    """What the suggestions read of a job: a void's invoice and outcome, a sync's count of records it
+    could not send, as `params` and `result` hold them on the job."""
 
     id: str
     branch_id: int
@@ -60,8 +62,24 @@ class RecentJob:
 
 
 @functools.lru_cache(maxsize=16)
-def _latest_jobs_statement(branch_count: int):
-    job = latest_per_branch(branch_count)
+def _recent_jobs_statement(branch_count: int):
+    """Per branch, the jobs the suggestions judge, each read from an index: its latest sync (the
+    newest end of its (branch, created) index), its queued or running jobs (the partial index of
+    active jobs) and its voids of the last RECENT_VOIDS (the (branch, kind, created) index). Reading
+    the business's latest 200 jobs instead saw a branch's voids for less than a day once its syncs
+    ran every 15 minutes. Built once per number of branches; parameters `branch_{n}` and `since`."""
+    syncing = Job.kind.contains("sync")
+    parts = []
+    for n in range(branch_count):
+        branch = Job.branch_id == bindparam(f"branch_{n}")
+        parts += [
+            select(Job).where(branch, syncing).order_by(Job.created_at.desc()).limit(1),
+            select(Job).where(branch, text(ACTIVE_WHERE)),  # syncs and voids: the index's predicate alone
+            select(Job).where(branch, Job.kind.in_(VOID_KINDS), Job.created_at >= bindparam("since"))
+            .order_by(Job.created_at.desc()).limit(VOIDS_READ),
+        ]
+    # Each part a subquery of its own: SQLite takes ORDER BY and LIMIT in a compound's part only so.
+    job = aliased(Job, union_all(*(part.subquery().select() for part in parts)).subquery("recent_jobs"))
     void, sync = job.kind.contains("void"), job.kind.contains("sync")
     # The three values the suggestions read, taken out of the JSON by the database: not every
     # job's whole params and result decoded for them.
@@ -70,8 +88,7 @@ def _latest_jobs_statement(branch_count: int):
                case((void, job.params["invoice_id"].as_string())).label("invoice_id"),
                case((void, job.result["outcome"].as_string())).label("outcome"),
                case((sync, job.result["failures"].as_string())).label("failures"))
-        .order_by(job.created_at.desc()).limit(LATEST_JOBS)
-    )
+    )  # unordered: asked to merge the parts by time, SQLite read each part through the time index
 
 
 def _invoice_id(value) -> int | None:
@@ -81,14 +98,18 @@ def _invoice_id(value) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
-def _latest_jobs(branch_ids: list[int]) -> dict[int, list[RecentJob]]:
-    """The business's latest jobs, newest first, per branch: each branch's latest from the newest end
-    of its (branch, created) index, then the latest of those (ordering the business's jobs whole would
-    read every job it ever ran). Only the columns and JSON values the suggestions read. The statement
-    is built once per number of branches."""
+def _recent_jobs(branch_ids: list[int], now: datetime) -> dict[int, list[RecentJob]]:
+    """Per branch, newest first: its latest sync, its queued or running jobs and its voids of the
+    last RECENT_VOIDS (`_recent_jobs_statement`), with only the columns and JSON values the
+    suggestions read."""
     by_branch: dict[int, list[RecentJob]] = {}
-    for row in db.session.execute(_latest_jobs_statement(len(branch_ids)),
-                                  per_branch_params(branch_ids, LATEST_JOBS)):
+    seen = set()  # the latest sync may be running: read by two parts
+    rows = db.session.execute(_recent_jobs_statement(len(branch_ids)),
+                              {**branch_params(branch_ids), "since": now - RECENT_VOIDS}).all()
+    for row in sorted(rows, key=lambda r: r.created_at, reverse=True):
+        if row.id in seen:
+            continue
+        seen.add(row.id)
         job = RecentJob(row.id, row.branch_id, row.kind, row.status, row.description, row.progress_done,
                         row.created_at, params={"invoice_id": _invoice_id(row.invoice_id)},
                         result={"outcome": row.outcome, "failures": row.failures})
@@ -118,7 +139,7 @@ def for_business(business: Business) -> list[Suggestion]:
     now = utcnow()
     zone = timefmt.zone_for(business.time_zone)
     branches = list(business.branches)
-    jobs = _latest_jobs([b.id for b in branches]) if branches else {}
+    jobs = _recent_jobs([b.id for b in branches], now) if branches else {}
     failed_voids = {branch.id: _failed_void_invoices(jobs.get(branch.id, [])) for branch in branches}
     # Every branch's invoices in one statement (the void's unscoped lookup, soft-deleted ones included).
     invoices = find_invoices_unscoped([(branch_id, invoice_id) for branch_id, invoice_ids in failed_voids.items()
