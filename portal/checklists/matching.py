@@ -41,7 +41,7 @@ class Suggestion:
     invoice_number: str | None = None
 
 
-VOIDS_READ = 200  # at most this many of a branch's voids of the last RECENT_VOIDS
+VOIDS_READ = 50  # at most this many of a branch's latest voids of the last RECENT_VOIDS
 VOID_KINDS = ("sage.void_invoice", "sage_one_aus.void")
 
 
