@@ -13,6 +13,8 @@ from portal.checklists import scenarios
 from portal.checklists.checks import STUCK_AFTER, sync_failures
 from portal.checklists.engine import Scenario
 from portal.extensions import db
+from portal.integrations.sage import sync as sage_sync
+from portal.integrations.sage_one_aus import sync as sage_one_sync
 from portal.models import (
     ACTIVE_STATUSES,
     Branch,
@@ -42,7 +44,7 @@ class Suggestion:
 
 
 VOIDS_READ = 50  # at most this many of a branch's latest voids of the last RECENT_VOIDS
-VOID_KINDS = ("sage.void_invoice", "sage_one_aus.void")
+VOID_KINDS = (sage_sync.KIND_VOID, sage_one_sync.VOID_KIND)
 
 
 @dataclass

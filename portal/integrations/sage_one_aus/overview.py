@@ -156,15 +156,17 @@ def waiting_kind(counts: dict) -> str:
 
 
 @functools.cache
-def _voidable_statement():
-    """A page of the invoices a void can reach, built once (the page reads it at every view)."""
-    return (unscoped(Invoice).where(*_voidable_where(bindparam("branch_id")))
-            .order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(PAGE_SIZE)
+def _voidable_statements(searched: bool):
+    """A page of the invoices a void can reach, and (for a search by number) their count, built once
+    each (the page reads them at every view); parameters `branch_id`, `offset` and `needle`."""
+    where = [Invoice.branch_id == bindparam("branch_id"), Invoice.status == InvoiceStatus.ISSUED,
+             Invoice.sage_id.is_not(None)]
+    if searched:
+        where.append(Invoice.number.ilike(bindparam("needle"), escape="\\"))
+    rows = (unscoped(Invoice).where(*where).order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(PAGE_SIZE)
             .options(joinedload(Invoice.contact)))  # each row names its customer: not one statement per row
-
-
-def _voidable_where(branch_id) -> list:
-    return [Invoice.branch_id == branch_id, Invoice.status == InvoiceStatus.ISSUED, Invoice.sage_id.is_not(None)]
+    count = db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
+    return rows, count
 
 
 def voidable_invoices(branch_id: int, q: str | None = "", page: int | None = 1) -> RecordsPage:
@@ -172,22 +174,17 @@ def voidable_invoices(branch_id: int, q: str | None = "", page: int | None = 1) 
     included (the void reaches them, and Sage One AUS still shows them: rule 4); `q` finds them by
     number. Unsearched, the total is the tallies' (no count of the rows)."""
     q = (q or "").strip()[:SEARCH_MAX]
+    rows, count = _voidable_statements(bool(q))
+    params = {"branch_id": branch_id, **({"needle": _like(q)} if q else {})}
     if q:
-        where = [*_voidable_where(branch_id), Invoice.number.ilike(_like(q), escape="\\")]
-        total = db.session.scalar(db.select(func.count()).select_from(Invoice).where(*where)
-                                  .execution_options(include_deleted=True)) or 0
+        total = db.session.scalar(count, params) or 0
     else:
         total = tallies.total(branch_id, "invoice", (InvoiceStatus.ISSUED.value,), [s.value for s in SyncState],
                               deleted=None, in_sage=True)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(max(1, page or 1), pages)
-    offset = (page - 1) * PAGE_SIZE
-    if q:
-        rows = db.session.scalars(unscoped(Invoice).where(*where).order_by(Invoice.id.desc())
-                                  .offset(offset).limit(PAGE_SIZE).options(joinedload(Invoice.contact))).all()
-    else:
-        rows = db.session.scalars(_voidable_statement(), {"branch_id": branch_id, "offset": offset}).all()
-    return RecordsPage("invoices", "voidable", q, page, pages, total, rows)
+    found = db.session.scalars(rows, {**params, "offset": (page - 1) * PAGE_SIZE}).all()
+    return RecordsPage("invoices", "voidable", q, page, pages, total, found)
 
 
 def _like(text: str) -> str:
