@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection as DBConnection
 from sqlalchemy import Row, bindparam, func, select
 
+from portal import like
 from portal.extensions import db
 from portal.models import Branch, Business, Connection, CustomerSearch, Role, User
 from portal.models.customer_search import SEPARATOR, searchable
@@ -101,11 +102,6 @@ class SearchPage:
         return (self.page - 1) * PER_PAGE + len(self.results)
 
 
-def _pattern(query: str) -> str:
-    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @functools.cache
 def _matching(text: bool, health_key: str | None):
     """A select of (id, name) of the matching businesses in listing order, for one shape of search.
@@ -120,7 +116,7 @@ def _matching(text: bool, health_key: str | None):
         business_id = CustomerSearch.business_id
         stmt = (
             select(business_id, CustomerSearch.name)
-            .where(CustomerSearch.haystack.like(bindparam("pattern"), escape="\\"))
+            .where(CustomerSearch.haystack.like(bindparam("pattern"), escape=like.ESCAPE))
             .order_by(CustomerSearch.name, business_id)
         )
     else:
@@ -159,7 +155,7 @@ def search(query: str = "", health_key: str | None = None, page: int = 1,
         # ordered ids, then count and slice them here, rather than matching twice (count, then page).
         # Capped: a query typed one letter at a time matches most customers at first, and nobody
         # pages through thousands of results; the page says to keep typing instead.
-        parameters = {"pattern": _pattern(searchable(query))} if query else {}
+        parameters = {"pattern": like.contains(searchable(query))} if query else {}
         if health_filter is not None:
             parameters.update(health.moment_parameters(ctx))
         matches = conn.execute(

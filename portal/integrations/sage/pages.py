@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, or_
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal import tallies, timefmt
+from portal import like, tallies, timefmt
 from portal.extensions import db
 from portal.integrations.sage import sync
 from portal.jobqueue import active_jobs
@@ -136,8 +136,8 @@ def _records_statements(kind: str, state: str, searched: bool):
         return None, in_state_order(model, tuple(scope), RECORD_STATES[state], PAGE_SIZE, by_state=False)
     needle = bindparam("needle")
     where = [*scope, model.sync_state.in_(RECORD_STATES[state]),
-             or_(Contact.name.ilike(needle), Contact.reference.ilike(needle)) if model is Contact
-             else Invoice.number.ilike(needle)]
+             or_(Contact.name.ilike(needle, escape=like.ESCAPE), Contact.reference.ilike(needle, escape=like.ESCAPE))
+             if model is Contact else Invoice.number.ilike(needle, escape=like.ESCAPE)]
     count = db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))
     rows = (db.select(model).where(*where).order_by(model.id)
             .offset(bindparam("offset")).limit(PAGE_SIZE))
@@ -152,7 +152,7 @@ def records(branch_id: int, kind: str, state: str, q: str = "", page: int = 1) -
     state = state if state in RECORD_STATES else "open"
     q = (q or "").strip()[:100]
     count, rows = _records_statements(kind, state, bool(q))
-    params = {"branch_id": branch_id, "needle": f"%{q}%"} if q else {"branch_id": branch_id}
+    params = {"branch_id": branch_id, "needle": like.contains(q)} if q else {"branch_id": branch_id}
     if q:
         total = db.session.scalar(count, params) or 0
     else:  # the whole state, as the tallies hold it
@@ -170,7 +170,7 @@ def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage
     where = [Invoice.branch_id == branch_id, Invoice.sage_id.is_not(None), Invoice.status != InvoiceStatus.VOID]
     q = (q or "").strip()[:100]
     if q:
-        where.append(Invoice.number.ilike(f"%{q}%"))
+        where.append(Invoice.number.ilike(like.contains(q), escape=like.ESCAPE))
     if q:
         total = db.session.scalar(
             db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)

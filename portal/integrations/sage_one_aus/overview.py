@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, func, or_
 from sqlalchemy.orm import joinedload
 
-from portal import tallies
+from portal import like, tallies
 from portal.extensions import db
 from portal.integrations.sage_one_aus import client, credentials, ratelimit, sync
 from portal.models import (
@@ -162,7 +162,7 @@ def _voidable_statements(searched: bool):
     where = [Invoice.branch_id == bindparam("branch_id"), Invoice.status == InvoiceStatus.ISSUED,
              Invoice.sage_id.is_not(None)]
     if searched:
-        where.append(Invoice.number.ilike(bindparam("needle"), escape="\\"))
+        where.append(Invoice.number.ilike(bindparam("needle"), escape=like.ESCAPE))
     rows = (unscoped(Invoice).where(*where).order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(PAGE_SIZE)
             .options(joinedload(Invoice.contact)))  # each row names its customer: not one statement per row
     count = db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
@@ -175,7 +175,7 @@ def voidable_invoices(branch_id: int, q: str | None = "", page: int | None = 1) 
     number. Unsearched, the total is the tallies' (no count of the rows)."""
     q = (q or "").strip()[:SEARCH_MAX]
     rows, count = _voidable_statements(bool(q))
-    params = {"branch_id": branch_id, **({"needle": _like(q)} if q else {})}
+    params = {"branch_id": branch_id, **({"needle": like.contains(q)} if q else {})}
     if q:
         total = db.session.scalar(count, params) or 0
     else:
@@ -185,11 +185,6 @@ def voidable_invoices(branch_id: int, q: str | None = "", page: int | None = 1) 
     page = min(max(1, page or 1), pages)
     found = db.session.scalars(rows, {**params, "offset": (page - 1) * PAGE_SIZE}).all()
     return RecordsPage("invoices", "voidable", q, page, pages, total, found)
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def records(branch, kind: str | None, state: str | None, q: str | None = "", page: int | None = 1) -> RecordsPage:
@@ -206,13 +201,14 @@ def records(branch, kind: str | None, state: str | None, q: str | None = "", pag
     scope = _contact_scope(branch) if model is Contact else _invoice_scope(branch)
     where = [*scope, model.sync_state.in_(RECORD_STATES[state])]  # deleted rows are hidden by every ORM select
     if q:
-        needle = _like(q)
+        needle = like.contains(q)
         if model is Contact:
-            where.append(or_(Contact.name.ilike(needle, escape="\\"), Contact.reference.ilike(needle, escape="\\")))
+            where.append(or_(Contact.name.ilike(needle, escape=like.ESCAPE),
+                             Contact.reference.ilike(needle, escape=like.ESCAPE)))
         else:
             named = db.select(Contact.id).where(Contact.branch_id == branch.id,
-                                                Contact.name.ilike(needle, escape="\\"))
-            where.append(or_(Invoice.number.ilike(needle, escape="\\"), Invoice.contact_id.in_(named)))
+                                                Contact.name.ilike(needle, escape=like.ESCAPE))
+            where.append(or_(Invoice.number.ilike(needle, escape=like.ESCAPE), Invoice.contact_id.in_(named)))
     if q:
         total = db.session.scalar(db.select(func.count()).select_from(model).where(*where)) or 0
     else:  # the whole state, as the tallies hold it

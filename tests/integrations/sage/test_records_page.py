@@ -56,3 +56,16 @@ def test_invoices_to_void_count_soft_deleted_ones_and_search_by_number(app):
     assert pages.voidable_invoices(branch_id, q="VOID").total == 0  # void already: not offered
     issued = pages.records(branch_id, "invoices", "open")
     assert issued.total == 0  # every issued invoice is in Sage
+
+
+def test_a_searched_percent_or_underscore_is_the_character_typed_not_a_wildcard(app):
+    branch_id, _, harbour = _branch_with_records()
+    harbour[0].name = "Harbour 100% Tyres"
+    db.session.commit()
+
+    assert pages.records(branch_id, "contacts", "open", q="%").total == 1  # "%" alone matched all 33
+    assert [r.id for r in pages.records(branch_id, "contacts", "open", q="100%").rows] == [harbour[0].id]
+    assert pages.records(branch_id, "contacts", "open", q="Harbour_Motors").total == 0  # "_" is no letter
+    assert pages.voidable_invoices(branch_id, q="%").total == 0  # matched all three
+    assert pages.voidable_invoices(branch_id, q="INV_00").total == 0
+    assert pages.voidable_invoices(branch_id, q="INV-00").total == 3
