@@ -136,8 +136,8 @@ def _records_statements(kind: str, state: str, searched: bool):
         return None, in_state_order(model, tuple(scope), RECORD_STATES[state], PAGE_SIZE, by_state=False)
     needle = bindparam("needle")
     where = [*scope, model.sync_state.in_(RECORD_STATES[state]),
-             or_(Contact.name.ilike(needle, escape=like.ESCAPE), Contact.reference.ilike(needle, escape=like.ESCAPE))
-             if model is Contact else Invoice.number.ilike(needle, escape=like.ESCAPE)]
+             or_(like.ilike(Contact.name, needle), like.ilike(Contact.reference, needle))
+             if model is Contact else like.ilike(Invoice.number, needle)]
     count = db.select(func.count()).select_from(model).where(*where, model.deleted_at.is_(None))
     rows = (db.select(model).where(*where).order_by(model.id)
             .offset(bindparam("offset")).limit(PAGE_SIZE))
@@ -170,7 +170,7 @@ def voidable_invoices(branch_id: int, q: str = "", page: int = 1) -> RecordsPage
     where = [Invoice.branch_id == branch_id, Invoice.sage_id.is_not(None), Invoice.status != InvoiceStatus.VOID]
     q = (q or "").strip()[:100]
     if q:
-        where.append(Invoice.number.ilike(like.contains(q), escape=like.ESCAPE))
+        where.append(like.ilike(Invoice.number, like.contains(q)))
     if q:
         total = db.session.scalar(
             db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)

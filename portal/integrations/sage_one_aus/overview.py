@@ -162,7 +162,7 @@ def _voidable_statements(searched: bool):
     where = [Invoice.branch_id == bindparam("branch_id"), Invoice.status == InvoiceStatus.ISSUED,
              Invoice.sage_id.is_not(None)]
     if searched:
-        where.append(Invoice.number.ilike(bindparam("needle"), escape=like.ESCAPE))
+        where.append(like.ilike(Invoice.number, bindparam("needle")))
     rows = (unscoped(Invoice).where(*where).order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(PAGE_SIZE)
             .options(joinedload(Invoice.contact)))  # each row names its customer: not one statement per row
     count = db.select(func.count()).select_from(Invoice).where(*where).execution_options(include_deleted=True)
@@ -203,12 +203,11 @@ def records(branch, kind: str | None, state: str | None, q: str | None = "", pag
     if q:
         needle = like.contains(q)
         if model is Contact:
-            where.append(or_(Contact.name.ilike(needle, escape=like.ESCAPE),
-                             Contact.reference.ilike(needle, escape=like.ESCAPE)))
+            where.append(or_(like.ilike(Contact.name, needle), like.ilike(Contact.reference, needle)))
         else:
             named = db.select(Contact.id).where(Contact.branch_id == branch.id,
-                                                Contact.name.ilike(needle, escape=like.ESCAPE))
-            where.append(or_(Invoice.number.ilike(needle, escape=like.ESCAPE), Invoice.contact_id.in_(named)))
+                                                like.ilike(Contact.name, needle))
+            where.append(or_(like.ilike(Invoice.number, needle), Invoice.contact_id.in_(named)))
     if q:
         total = db.session.scalar(db.select(func.count()).select_from(model).where(*where)) or 0
     else:  # the whole state, as the tallies hold it
